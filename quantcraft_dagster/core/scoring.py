@@ -1,0 +1,67 @@
+"""Scoring with the seed's curves and weights, all constants in one config object."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ScoringConfig:
+    """Seed defaults; an organiser may change any of them for a contest."""
+
+    latency_weight: float = 0.4
+    throughput_weight: float = 0.3
+    correctness_weight: float = 0.3
+    latency_ceiling: float = 100.0
+    latency_slope: float = 20.0  # points lost per decade of p99 in ms
+    throughput_k: float = 0.000032188  # 1 - e^(-k·TPS): ~50 points at 21,500 orders/s
+    # Used only when a phase produced no measurement at all, never to hide a crash.
+    default_p99_us: float = 1_500.0
+    default_tps: float = 5_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Scores:
+    latency: float
+    throughput: float
+    correctness: float
+    final: float
+
+    def to_obj(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in asdict(self).items()}
+
+
+def latency_score(p99_us: float | None, cfg: ScoringConfig) -> float:
+    """``max(0, 100 − 20·log10(max(1, p99_ms)))``; an unbounded p99 scores 0."""
+    p99 = cfg.default_p99_us if p99_us is None else p99_us
+    if math.isinf(p99) or math.isnan(p99):
+        return 0.0
+    return max(0.0, cfg.latency_ceiling - cfg.latency_slope * math.log10(max(1.0, p99 / 1_000.0)))
+
+
+def throughput_score(tps: float | None, cfg: ScoringConfig) -> float:
+    """``100·(1 − e^(−k·TPS))``."""
+    rate = cfg.default_tps if tps is None else tps
+    return 100.0 * (1.0 - math.exp(-cfg.throughput_k * max(0.0, rate)))
+
+
+def correctness_score(exact: int, orders: int) -> float:
+    """100 × exact reports / orders over all phases."""
+    return 100.0 * exact / orders if orders else 0.0
+
+
+def score(
+    p99_us: float | None,
+    tps: float | None,
+    exact: int,
+    orders: int,
+    cfg: ScoringConfig | None = None,
+) -> Scores:
+    """Final score; ``None`` means the phase measured nothing (seed default applies)."""
+    cfg = cfg or ScoringConfig()
+    lat = latency_score(p99_us, cfg)
+    thr = throughput_score(tps, cfg)
+    cor = correctness_score(exact, orders)
+    final = cfg.latency_weight * lat + cfg.throughput_weight * thr + cfg.correctness_weight * cor
+    return Scores(lat, thr, cor, final)

@@ -13,8 +13,17 @@ from dataclasses import dataclass
 
 MAX_BINARY_BYTES = 50 * 1024 * 1024
 
-_MACHINES = {3: "x86 (32-bit)", 40: "ARM (32-bit)", 62: "x86-64", 183: "ARM64 (AArch64)",
-             243: "RISC-V", 8: "MIPS", 20: "PowerPC", 21: "PowerPC64", 22: "s390"}
+_MACHINES = {
+    3: "x86 (32-bit)",
+    40: "ARM (32-bit)",
+    62: "x86-64",
+    183: "ARM64 (AArch64)",
+    243: "RISC-V",
+    8: "MIPS",
+    20: "PowerPC",
+    21: "PowerPC64",
+    22: "s390",
+}
 _ET_EXEC, _ET_DYN = 2, 3
 _PT_DYNAMIC, _PT_INTERP = 2, 3
 _DT_FLAGS_1, _DF_1_PIE = 0x6FFFFFFB, 0x08000000

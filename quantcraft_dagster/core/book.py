@@ -91,7 +91,12 @@ class ReferenceEngine:
         return Report(order.order_id, RESTING, fills)
 
     def _match(
-        self, levels: dict[int, deque[list]], heap: list[int], sign: int, limit: int | None, qty: int
+        self,
+        levels: dict[int, deque[list]],
+        heap: list[int],
+        sign: int,
+        limit: int | None,
+        qty: int,
     ) -> tuple[tuple[Fill, ...], int]:
         """Execute ``qty`` against the opposite side; ``sign`` turns heap keys back into prices."""
         fills: list[Fill] = []
@@ -160,7 +165,9 @@ def replay(orders: Iterable[Order]) -> Iterator[Report]:
         yield process(order)
 
 
-def expected_reports(orders: Iterable[Order]) -> tuple[list[Report], dict[str, tuple[Level, Level]]]:
+def expected_reports(
+    orders: Iterable[Order],
+) -> tuple[list[Report], dict[str, tuple[Level, Level]]]:
     """Every report plus the final L2 book per symbol."""
     engine = ReferenceEngine()
     reports = [engine.process(o) for o in orders]

@@ -146,17 +146,13 @@ def _order_obj(order: Order) -> dict[str, Any]:
 def parse_book(obj: Any) -> tuple[Level, Level]:
     """An engine's ``/orderbook`` answer as tick levels; raises ProtocolError if malformed."""
     try:
-        sides = tuple(
-            [[to_ticks(price), int(qty)] for price, qty in obj[side]] for side in ("bids", "asks")
-        )
+        sides = tuple([[to_ticks(price), int(qty)] for price, qty in obj[side]] for side in ("bids", "asks"))
     except (TypeError, KeyError, ValueError) as exc:
         raise ProtocolError(f"malformed /orderbook answer: {str(obj)[:120]}") from exc
     return sides[0], sides[1]
 
 
-def compare_books(
-    expected: Mapping[str, tuple[Level, Level]], got: Mapping[str, Any]
-) -> list[str]:
+def compare_books(expected: Mapping[str, tuple[Level, Level]], got: Mapping[str, Any]) -> list[str]:
     """Differences between final L2 books; ``got`` maps symbol to the raw JSON answer or an error."""
     problems = []
     for symbol, (bids, asks) in expected.items():
@@ -183,4 +179,3 @@ def _first_level_diff(want: Level, have: Level) -> str:
         if w != h:
             return f"level {i} is {h}, expected {w} (price ticks, quantity)"
     return f"{len(have)} levels, expected {len(want)}"
-

@@ -149,7 +149,6 @@ def report_to_obj(report: Report) -> dict[str, Any]:
         "order_id": report.order_id,
         "status": report.status,
         "fills": [
-            {"match_order_id": m, "price": float(format_price(p)), "quantity": q}
-            for m, p, q in report.fills
+            {"match_order_id": m, "price": float(format_price(p)), "quantity": q} for m, p, q in report.fills
         ],
     }

@@ -1,0 +1,405 @@
+"""The load generator: replays one phase at an engine and timestamps every report.
+
+Runs as its own process inside the sandbox's network namespace (``nsenter --net``), pinned to CPUs
+the engine never gets, and talks only to ``127.0.0.1``. picows on uvloop is the client: its Cython
+frame parser is about twice as fast as ``websockets`` on round trips, so the harness is not what
+limits a good engine. Frames are pre-masked (see ``wire``) so sending is one write per batch.
+
+Hot-path state lives in flat Python lists indexed by seq; the parent turns them into arrays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import http.client
+import os
+import pickle
+import sys
+import time
+from dataclasses import dataclass, field
+from time import perf_counter_ns
+from typing import Any
+
+import orjson
+from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from ..core.protocol import MAX_FRAME_BYTES
+from .wire import masked_text_frames
+
+HOST = "127.0.0.1"
+MAX_KEPT_ERRORS = 50
+
+
+@dataclass(slots=True)
+class LoadPlan:
+    """Everything the load generator needs for one phase; pickled to it by the judge."""
+
+    phase: str
+    port: int
+    payloads: list[bytes]
+    order_ids: list[str]
+    conn_of: list[int]
+    connections: int
+    window: int = 1
+    rate: float | None = None
+    book_symbols: list[str] = field(default_factory=list)
+    cpus: list[int] = field(default_factory=list)
+    health_timeout_s: float = 30.0
+    health_interval_s: float = 0.1
+    report_timeout_s: float = 5.0
+
+
+@dataclass(slots=True)
+class LoadResult:
+    healthy: bool
+    health_wait_s: float
+    health_error: str | None = None
+    intended_ns: list[int] = field(default_factory=list)
+    sent_ns: list[int] = field(default_factory=list)
+    recv_ns: list[int] = field(default_factory=list)
+    received: list[bytes | None] = field(default_factory=list)
+    missing_reasons: dict[int, str] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    error_count: int = 0
+    books: dict[str, Any] = field(default_factory=dict)
+
+
+class _Phase:
+    """Shared per-phase state and the completion signal."""
+
+    def __init__(self, plan: LoadPlan) -> None:
+        n = len(plan.payloads)
+        self.plan = plan
+        self.seq_of = {oid: i for i, oid in enumerate(plan.order_ids)}
+        self.intended = [0] * n
+        self.sent = [0] * n
+        self.recv = [0] * n
+        self.received: list[bytes | None] = [None] * n
+        self.errors: list[str] = []
+        self.error_count = 0
+        self.done = asyncio.get_running_loop().create_future()
+        self.conns: list[_Conn] = []
+
+    def error(self, text: str) -> None:
+        self.error_count += 1
+        if len(self.errors) < MAX_KEPT_ERRORS:
+            self.errors.append(text)
+
+    def check_done(self) -> None:
+        if not self.done.done() and all(c.finished for c in self.conns):
+            self.done.set_result(None)
+
+
+class _Conn(WSListener):
+    """One WebSocket connection and the orders it owns, in send order."""
+
+    def __init__(self, phase: _Phase, index: int, seqs: list[int], frames: list[bytes]) -> None:
+        self.phase = phase
+        self.index = index
+        self.seqs = seqs
+        self.frames = frames
+        self.window = phase.plan.window
+        self.n_sent = 0
+        self.oldest = 0  # index into seqs of the oldest unanswered order
+        self.inflight = 0
+        self.failure: str | None = None
+        self.transport: WSTransport | None = None
+        self.raw: asyncio.Transport | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.failure is not None or self.oldest >= len(self.seqs)
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self.raw = transport.underlying_transport
+
+    def refill(self) -> None:
+        """Top the window up in one write (phase A: window 1, so strictly sequential)."""
+        k = min(self.window - self.inflight, len(self.seqs) - self.n_sent)
+        if k <= 0 or self.failure is not None or self.raw is None:
+            return
+        start = self.n_sent
+        end = start + k
+        now = perf_counter_ns()
+        sent = self.phase.sent
+        for seq in self.seqs[start:end]:
+            sent[seq] = now
+        self.n_sent = end
+        self.inflight += k
+        self.raw.write(self.frames[start] if k == 1 else b"".join(self.frames[start:end]))
+
+    def send_due(self, upto: int, now: int) -> None:
+        """Open loop: send every owned order up to position ``upto`` at once."""
+        if self.failure is not None or self.raw is None or upto <= self.n_sent:
+            return
+        start = self.n_sent
+        sent = self.phase.sent
+        for seq in self.seqs[start:upto]:
+            sent[seq] = now
+        self.inflight += upto - start
+        self.n_sent = upto
+        self.raw.write(b"".join(self.frames[start:upto]))
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        now = perf_counter_ns()
+        msg_type = frame.msg_type
+        if msg_type is not WSMsgType.TEXT:
+            if msg_type is WSMsgType.CLOSE:
+                self.fail(f"engine closed the WebSocket (code {frame.get_close_code()})")
+            elif msg_type is WSMsgType.BINARY or msg_type is WSMsgType.CONTINUATION:
+                self._accept(None, b"", now, "binary or fragmented frame (text frames only)")
+            return
+        payload = frame.get_payload_as_bytes()
+        self._accept(_order_id(payload), payload, now, None)
+        if self.window and frame.last_in_buffer:
+            self.refill()
+
+    def _accept(self, order_id: str | None, payload: bytes, now: int, problem: str | None) -> None:
+        phase = self.phase
+        if len(payload) > MAX_FRAME_BYTES:
+            problem = f"frame of {len(payload)} bytes over the 64 KiB limit"
+            payload = payload[: MAX_FRAME_BYTES + 1]
+            order_id = None
+        if order_id is not None:
+            seq = phase.seq_of.get(order_id)
+            if seq is None or phase.plan.conn_of[seq] != self.index:
+                phase.error(f"conn {self.index}: report for unknown order {order_id[:40]!r}")
+                return
+            if phase.recv[seq]:
+                phase.error(f"conn {self.index}: extra report for order {order_id!r}")
+                return
+            if not phase.sent[seq]:
+                phase.error(f"conn {self.index}: report for {order_id!r} before it was sent")
+                return
+        else:
+            if self.oldest >= self.n_sent:
+                phase.error(f"conn {self.index}: unsolicited frame {payload[:60]!r}")
+                return
+            seq = self.seqs[self.oldest]
+            phase.error(f"conn {self.index}: {problem or 'frame without an order_id'} (order seq {seq})")
+        phase.recv[seq] = now
+        phase.received[seq] = payload
+        self.inflight -= 1
+        recv = phase.recv
+        seqs = self.seqs
+        while self.oldest < self.n_sent and recv[seqs[self.oldest]]:
+            self.oldest += 1
+        if self.oldest >= len(seqs):
+            phase.check_done()
+
+    def fail(self, reason: str) -> None:
+        """Give up on this connection; its unanswered orders carry ``reason``."""
+        if self.finished:
+            return
+        self.failure = reason
+        if self.transport is not None:
+            self.transport.disconnect(graceful=False)
+        self.phase.check_done()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.fail("engine closed the connection")
+
+    def oldest_wait_ns(self, now: int) -> int:
+        if self.inflight <= 0 or self.oldest >= self.n_sent:
+            return 0
+        return now - self.phase.sent[self.seqs[self.oldest]]
+
+
+def _order_id(payload: bytes) -> str | None:
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    order_id = obj.get("order_id") if isinstance(obj, dict) else None
+    return order_id if isinstance(order_id, str) else None
+
+
+def _http_get(port: int, path: str, timeout: float) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read(1 << 20)
+    finally:
+        conn.close()
+
+
+def wait_healthy(plan: LoadPlan) -> tuple[bool, float, str | None]:
+    """Poll ``/health`` every 100 ms until 200 or the deadline (PROTOCOL.md section 2)."""
+    start = time.monotonic()
+    last = "no answer"
+    while time.monotonic() - start < plan.health_timeout_s:
+        try:
+            status, _ = _http_get(plan.port, "/health", timeout=1.0)
+            if status == 200:
+                return True, time.monotonic() - start, None
+            last = f"/health answered {status}"
+        except (OSError, http.client.HTTPException) as exc:
+            last = f"/health: {exc.__class__.__name__}: {exc}"
+        time.sleep(plan.health_interval_s)
+    return (
+        False,
+        time.monotonic() - start,
+        f"not healthy after {plan.health_timeout_s:.0f} s ({last})",
+    )
+
+
+def fetch_books(plan: LoadPlan) -> dict[str, Any]:
+    books: dict[str, Any] = {}
+    for symbol in plan.book_symbols:
+        try:
+            status, body = _http_get(plan.port, f"/orderbook?symbol={symbol}", timeout=5.0)
+            books[symbol] = orjson.loads(body) if status == 200 else f"/orderbook answered {status}"
+        except (OSError, http.client.HTTPException, orjson.JSONDecodeError) as exc:
+            books[symbol] = f"/orderbook failed: {exc}"
+    return books
+
+
+async def run_phase(plan: LoadPlan, progress: bool = False) -> _Phase:
+    """Connect, replay the plan, and wait until every order is answered or given up."""
+    phase = _Phase(plan)
+    frames = masked_text_frames(plan.payloads, seed=len(plan.payloads))
+    owned: list[list[int]] = [[] for _ in range(plan.connections)]
+    for seq, conn in enumerate(plan.conn_of):
+        owned[conn].append(seq)
+    phase.conns = [_Conn(phase, i, seqs, [frames[s] for s in seqs]) for i, seqs in enumerate(owned)]
+    url = f"ws://{HOST}:{plan.port}/ws/orders"
+    for conn in phase.conns:
+        try:
+            await ws_connect(lambda c=conn: c, url, max_frame_size=1 << 20, websocket_handshake_timeout=5)
+        except Exception as exc:  # any handshake failure is the engine's, and is reported
+            conn.fail(f"WebSocket connect failed: {exc.__class__.__name__}: {exc}")
+    if plan.rate:
+        for conn in phase.conns:
+            conn.window = 0
+    phase.check_done()
+    tasks = [asyncio.create_task(_watchdog(phase))]
+    if progress:
+        tasks.append(asyncio.create_task(_progress(phase)))
+    if plan.rate:
+        tasks.append(asyncio.create_task(_open_loop(phase, plan.rate)))
+    else:
+        for conn in phase.conns:
+            conn.refill()
+    await phase.done
+    for task in tasks:
+        task.cancel()
+    if progress:
+        print(
+            f"progress {plan.phase} {sum(c.oldest for c in phase.conns)} {len(plan.payloads)}",
+            flush=True,
+        )
+    for conn in phase.conns:
+        if conn.transport is not None and not conn.transport.is_disconnected:
+            conn.transport.disconnect()
+    return phase
+
+
+async def _open_loop(phase: _Phase, rate: float) -> None:
+    """Send each order at its intended time t0 + seq/rate, batching whatever is due."""
+    n = len(phase.sent)
+    period_ns = 1e9 / rate
+    t0 = perf_counter_ns() + 1_000_000
+    intended = phase.intended
+    for seq in range(n):
+        intended[seq] = t0 + int(seq * period_ns)
+    conn_of = phase.plan.conn_of
+    upto = [0] * len(phase.conns)
+    nxt = 0
+    while nxt < n:
+        now = perf_counter_ns()
+        if intended[nxt] > now + 1_000_000:
+            await asyncio.sleep((intended[nxt] - now - 500_000) / 1e9)
+            continue
+        first = nxt
+        while nxt < n and intended[nxt] <= now:
+            upto[conn_of[nxt]] += 1
+            nxt += 1
+        if nxt > first:
+            for conn in phase.conns:
+                conn.send_due(upto[conn.index], now)
+        await asyncio.sleep(0)
+
+
+async def _watchdog(phase: _Phase) -> None:
+    limit_ns = int(phase.plan.report_timeout_s * 1e9)
+    while True:
+        await asyncio.sleep(0.1)
+        now = perf_counter_ns()
+        for conn in phase.conns:
+            if not conn.finished and conn.oldest_wait_ns(now) > limit_ns:
+                seq = conn.seqs[conn.oldest]
+                conn.fail(
+                    f"no report within {phase.plan.report_timeout_s:g} s of order "
+                    f"{phase.plan.order_ids[seq]} (engine hung or too slow)"
+                )
+
+
+async def _progress(phase: _Phase) -> None:
+    total = len(phase.sent)
+    while True:
+        done = sum(c.oldest for c in phase.conns)
+        print(f"progress {phase.plan.phase} {done} {total}", flush=True)
+        await asyncio.sleep(0.25)
+
+
+def execute(plan: LoadPlan, progress: bool = False) -> LoadResult:
+    """Health wait, the phase itself, then the final books."""
+    import uvloop
+
+    if plan.cpus:
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, plan.cpus)
+    healthy, waited, why = wait_healthy(plan)
+    if not healthy:
+        return LoadResult(False, waited, why)
+    if progress:
+        print(f"healthy {waited:.2f}", flush=True)
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        phase = uvloop.run(run_phase(plan, progress))
+    finally:
+        gc.enable()
+    missing = {}
+    failure_of = {c.index: c.failure for c in phase.conns}
+    for seq, recv in enumerate(phase.recv):
+        if not recv:
+            reason = failure_of[plan.conn_of[seq]] or "no report received"
+            missing[seq] = reason if phase.sent[seq] else f"never sent: {reason}"
+    return LoadResult(
+        healthy=True,
+        health_wait_s=waited,
+        intended_ns=phase.intended if plan.rate else phase.sent,
+        sent_ns=phase.sent,
+        recv_ns=phase.recv,
+        received=phase.received,
+        missing_reasons=missing,
+        errors=phase.errors,
+        error_count=phase.error_count,
+        books=fetch_books(plan),
+    )
+
+
+def main(argv: list[str]) -> int:
+    """``python -m quantcraft_dagster.judge.loadgen PLAN RESULT``: pickles in, pickles out."""
+    plan_path, result_path = argv
+    with open(plan_path, "rb") as fh:
+        plan: LoadPlan = pickle.load(fh)
+    result = execute(plan, progress=True)
+    tmp = result_path + ".tmp"
+    with open(tmp, "wb") as fh:
+        pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, result_path)
+    return 0
+
+
+if __name__ == "__main__":
+    # Re-import so pickled classes name this module, not __main__, for the judge to load.
+    from quantcraft_dagster.judge import loadgen
+
+    sys.exit(loadgen.main(sys.argv[1:]))

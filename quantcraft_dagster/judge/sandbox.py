@@ -1,0 +1,278 @@
+"""Sandboxes that run an untrusted engine with no network and hard limits.
+
+One interface, :class:`Sandbox`; the bubblewrap backend is the embedded default. The engine sees a
+read-only system, ``/app`` holding only its binary, a 100 MiB tmpfs ``/tmp``, its own loopback and
+nothing else. It runs as uid 65534 in new user, pid, net, ipc, uts and cgroup namespaces, inside a
+cgroup that bounds memory, pids and CPUs. Stopping it always ends every process it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from . import cgroups
+
+STDERR_TAIL_BYTES = 64 * 1024
+NOBODY = 65534
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxLimits:
+    """PROTOCOL.md section 1 limits; ``cpus`` are the engine's dedicated CPUs."""
+
+    memory_bytes: int = 4 * 2**30
+    pids: int = 256
+    tmp_bytes: int = 100 * 2**20
+    nofile: int = 4096
+    file_bytes: int = 128 * 2**20
+    cpus: tuple[int, ...] = ()
+    term_grace_s: float = 2.0
+    uid: int = NOBODY
+
+
+class StderrTail:
+    """Drains a pipe on a thread, keeping only the last 64 KiB, so a flood never blocks."""
+
+    def __init__(self, fd: int, limit: int = STDERR_TAIL_BYTES) -> None:
+        self._fd = fd
+        self._limit = limit
+        self._buf = bytearray()
+        self.total = 0
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._fd, 1 << 16)
+            except OSError:
+                break
+            if not chunk:
+                break
+            self.total += len(chunk)
+            self._buf += chunk
+            if len(self._buf) > 2 * self._limit:
+                del self._buf[: -self._limit]
+        os.close(self._fd)
+
+    def text(self, join_timeout: float = 1.0) -> str:
+        self._thread.join(join_timeout)
+        return bytes(self._buf[-self._limit :]).decode("utf-8", "replace")
+
+
+class RunningEngine(Protocol):
+    """A started engine, whatever the backend."""
+
+    @property
+    def netns_path(self) -> str: ...
+
+    def exit_code(self) -> int | None: ...
+
+    def stop(self) -> EngineExit: ...
+
+
+@dataclass(slots=True)
+class EngineExit:
+    """How the engine ended and what it left behind."""
+
+    code: int | None
+    oom_killed: bool
+    died_early: bool  # exited on its own before the judge stopped it
+    stderr_tail: str
+    stderr_bytes: int
+    memory_peak: int
+    leftover_pids: list[int] = field(default_factory=list)
+
+    def describe(self) -> str:
+        if self.oom_killed:
+            return "killed: exceeded the memory limit"
+        if self.code is None:
+            return "did not exit"
+        if self.code > 128:
+            with contextlib.suppress(ValueError):
+                return f"killed by {signal.Signals(self.code - 128).name}"
+        return f"exited with code {self.code}"
+
+
+class Sandbox(Protocol):
+    def start(self, binary: Path, port: int) -> RunningEngine: ...
+
+
+def _system_binds() -> list[str]:
+    """Read-only system dirs; merged-/usr symlinks are recreated rather than bound."""
+    args = ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib64", "lib32"):
+        path = Path("/") / name
+        if path.is_symlink():
+            args += ["--symlink", os.readlink(path), f"/{name}"]
+        elif path.is_dir():
+            args += ["--ro-bind", str(path), f"/{name}"]
+    for etc in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "nsswitch.conf"):
+        args += ["--ro-bind-try", f"/etc/{etc}", f"/etc/{etc}"]
+    return args
+
+
+class BubblewrapSandbox:
+    """bubblewrap (Debian ``bubblewrap``) + cgroups + rlimits; needs root to set up cgroups."""
+
+    def __init__(self, limits: SandboxLimits | None = None, cgroup_root: Path = cgroups.ROOT) -> None:
+        self.limits = limits or SandboxLimits()
+        self.cgroup_root = cgroup_root
+        self.bwrap = shutil.which("bwrap")
+        if self.bwrap is None:
+            raise RuntimeError("bubblewrap is not installed (apt-get install bubblewrap)")
+
+    def start(self, binary: Path, port: int) -> BubblewrapEngine:
+        return BubblewrapEngine(self, binary, port)
+
+
+class BubblewrapEngine:
+    """One engine process tree inside bubblewrap."""
+
+    def __init__(self, sandbox: BubblewrapSandbox, binary: Path, port: int) -> None:
+        limits = sandbox.limits
+        self.limits = limits
+        self.workdir = Path(tempfile.mkdtemp(prefix="qc-sandbox-"))
+        self.workdir.chmod(0o755)
+        app = self.workdir / "app"
+        app.mkdir(mode=0o755)
+        shutil.copyfile(binary, app / "engine")
+        (app / "engine").chmod(0o555)
+        self.cgroup = cgroups.create(
+            f"engine-{uuid.uuid4().hex[:12]}",
+            cgroups.CgroupLimits(limits.memory_bytes, limits.pids, limits.cpus),
+            root=sandbox.cgroup_root,
+        )
+        info_r, info_w = os.pipe()
+        out_r, out_w = os.pipe()
+        argv = [
+            str(sandbox.bwrap),
+            "--unshare-all",
+            "--die-with-parent",
+            "--new-session",
+            "--clearenv",
+            "--cap-drop", "ALL",
+            "--uid", str(limits.uid),
+            "--gid", str(limits.uid),
+            "--hostname", "engine",
+            *_system_binds(),
+            "--proc", "/proc",
+            "--dev", "/dev",
+            "--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp",
+            "--ro-bind", str(app), "/app",
+            "--chdir", "/app",
+            "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
+            "--setenv", "HOME", "/tmp",
+            "--setenv", "QC_PORT", str(port),
+            "--info-fd", str(info_w),
+            "--",
+            "/app/engine", "--port", str(port),
+        ]  # fmt: skip
+        procs_files = self.cgroup.procs_files()
+        preexec = _preexec(procs_files, limits)
+        try:
+            self.proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=out_w,
+                pass_fds=(info_w,),
+                preexec_fn=preexec,
+                close_fds=True,
+            )
+        finally:
+            os.close(info_w)
+            os.close(out_w)
+        self.stderr = StderrTail(out_r)
+        self.child_pid = _read_child_pid(info_r)
+        self.stopped = False
+
+    @property
+    def netns_path(self) -> str:
+        return f"/proc/{self.child_pid or self.proc.pid}/ns/net"
+
+    def exit_code(self) -> int | None:
+        return self.proc.poll()
+
+    def stop(self) -> EngineExit:
+        """SIGTERM the engine, SIGKILL after the grace period, then empty and remove the cgroup."""
+        died_early = self.proc.poll() is not None
+        if not died_early:
+            # bwrap and its in-sandbox init just reap; the engine's processes get the SIGTERM.
+            self.cgroup.signal_all(signal.SIGTERM, exclude={self.proc.pid, self.child_pid or -1})
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(self.limits.term_grace_s)
+        emptied = self.cgroup.kill_all()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        leftovers = sorted(self.cgroup.pids()) if not emptied else []
+        oom = self.cgroup.oom_killed()
+        peak = self.cgroup.memory_peak()
+        self.cgroup.remove()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+        self.stopped = True
+        return EngineExit(
+            code=self.proc.returncode,
+            oom_killed=oom,
+            died_early=died_early,
+            stderr_tail=self.stderr.text(),
+            stderr_bytes=self.stderr.total,
+            memory_peak=peak,
+            leftover_pids=leftovers,
+        )
+
+
+def _preexec(procs_files: list[str], limits: SandboxLimits):
+    """Runs in the child between fork and exec: join the cgroup, set rlimits, drop to nobody."""
+
+    def setup() -> None:
+        pid = str(os.getpid()).encode()
+        for path in procs_files:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, pid)
+            finally:
+                os.close(fd)
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limits.nofile, limits.nofile))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
+        if limits.cpus:
+            os.sched_setaffinity(0, limits.cpus)
+        os.setgroups([])
+        os.setresgid(limits.uid, limits.uid, limits.uid)
+        os.setresuid(limits.uid, limits.uid, limits.uid)
+
+    return setup
+
+
+def _read_child_pid(fd: int, timeout: float = 10.0) -> int | None:
+    """bwrap writes ``{"child-pid": N}`` to --info-fd once the namespaces exist."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    with os.fdopen(fd, "rb", buffering=0) as fh:
+        while time.monotonic() < deadline:
+            chunk = fh.read(4096)
+            if not chunk:
+                break
+            data += chunk
+            if b"}" in data:
+                break
+    with contextlib.suppress(ValueError):
+        return int(json.loads(data.decode())["child-pid"])
+    return None

@@ -1,13 +1,15 @@
 """Latency and throughput figures from per-order timestamps.
 
-Percentiles are exact (sorting via numpy's ``inverted_cdf``: an observed value, never an
-interpolation). An order that got no report has infinite latency, so a p99 can't hide lost
+Percentiles are exact nearest-rank values (sorting, rank ``ceil(p·N/100)`` in exact arithmetic):
+an observed latency, never an interpolation. An order that got no report has infinite latency, so a p99 can't hide lost
 orders: if more than 1 % are lost, p99 is unbounded.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -67,7 +69,7 @@ def phase_metrics(start_ns: np.ndarray, recv_ns: np.ndarray, exact: np.ndarray) 
     if n == 0:
         return PhaseMetrics(0, 0, 0, 0, None, None, None, None, None, 0.0)
     lat = latencies_us(start_ns, recv_ns)
-    p50, p90, p99, p999 = (float(v) for v in np.percentile(lat, PERCENTILES, method="inverted_cdf"))
+    p50, p90, p99, p999 = nearest_rank(lat, PERCENTILES)
     rate = 0.0  # a phase that ran but got nothing back measured zero, not "missing"
     if answered:
         span_ns = int(recv_ns[answered_mask].max()) - int(start_ns.min())
@@ -87,6 +89,14 @@ def phase_metrics(start_ns: np.ndarray, recv_ns: np.ndarray, exact: np.ndarray) 
     )
 
 
+def nearest_rank(values: np.ndarray, percentiles: tuple[float, ...]) -> list[float]:
+    """The ``ceil(p·N/100)``-th smallest value for each p (exact: no float rounding of the rank)."""
+    ordered = np.sort(values)
+    n = len(ordered)
+    ranks = [max(1, math.ceil(Fraction(str(p)) * n / 100)) for p in percentiles]
+    return [float(ordered[r - 1]) for r in ranks]
+
+
 def per_second(start_ns: np.ndarray, recv_ns: np.ndarray) -> list[Window]:
     """Answered orders grouped by the second (from the phase's first send) they were answered in."""
     mask = recv_ns != 0
@@ -100,6 +110,6 @@ def per_second(start_ns: np.ndarray, recv_ns: np.ndarray) -> list[Window]:
     bounds = np.flatnonzero(np.diff(seconds)) + 1
     windows = []
     for chunk_s, chunk_lat in zip(np.split(seconds, bounds), np.split(lat, bounds), strict=True):
-        p50, p99 = np.percentile(chunk_lat, (50.0, 99.0), method="inverted_cdf")
+        p50, p99 = nearest_rank(chunk_lat, (50.0, 99.0))
         windows.append(Window(int(chunk_s[0]), len(chunk_lat), round(float(p50), 3), round(float(p99), 3)))
     return windows

@@ -81,13 +81,19 @@ def check_phase(
     expected: Sequence[Report],
     received: Sequence[bytes | None],
     missing_reasons: Mapping[int, str] | None = None,
+    tainted: Mapping[int, str] | None = None,
     max_divergences: int = MAX_DIVERGENCES,
 ) -> PhaseCheck:
-    """Compare the report received for each order (``None``: none came) with the reference."""
+    """Compare the report received for each order (``None``: none came) with the reference.
+
+    ``tainted`` orders count as wrong whatever their report says: the engine sent a stray frame
+    (unknown order, extra report) while they were awaited (PROTOCOL.md section 6).
+    """
     n = len(orders)
     if not (len(expected) == len(received) == n):
         raise ValueError("orders, expected and received must have one entry per order")
     missing_reasons = missing_reasons or {}
+    tainted = tainted or {}
     exact = np.zeros(n, dtype=bool)
     status: list[str] = [MISSING] * n
     fills_expected = fills_matched = 0
@@ -107,12 +113,15 @@ def check_phase(
                 reason = str(exc)
             else:
                 status[seq] = got.status
-                if got.status == want.status and got.fills == want.fills:
+                if seq in tainted:
+                    reason = tainted[seq]
+                elif got.status == want.status and got.fills == want.fills:
                     exact[seq] = True
                     fills_matched += len(want.fills)
                     continue
+                else:
+                    reason = _difference(want, got)
                 fills_matched += sum((Counter(want.fills) & Counter(got.fills)).values())
-                reason = _difference(want, got)
         if len(divergences) < max_divergences:
             divergences.append(
                 Divergence(

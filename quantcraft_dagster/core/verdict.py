@@ -107,6 +107,10 @@ def decide(
         elif divergences:
             d = divergences[0]
             reason += f"; first divergence: phase {d.phase} order {d.order_id}: {d.reason}"
+        stray = sum(o.protocol_error_count for o in outcomes)
+        if stray:
+            first = next(e for o in outcomes for e in o.protocol_errors)
+            reason += f"; {stray} protocol errors (first: {first})"
     return Verdict(
         status=status,
         reason=reason,

@@ -187,7 +187,7 @@ def _outcome(
     n = len(bundle.orders)
     received = result.received or [None] * n
     missing = result.missing_reasons if result.healthy else dict.fromkeys(range(n), result.health_error or "")
-    checked = check.check_phase(phase, bundle.orders, bundle.expected, received, missing)
+    checked = check.check_phase(phase, bundle.orders, bundle.expected, received, missing, result.tainted)
     zeros = np.zeros(n, dtype=np.int64)
     start = np.asarray(result.intended_ns, dtype=np.int64) if result.intended_ns else zeros
     recv = np.asarray(result.recv_ns, dtype=np.int64) if result.recv_ns else zeros

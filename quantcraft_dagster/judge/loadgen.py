@@ -61,6 +61,7 @@ class LoadResult:
     recv_ns: list[int] = field(default_factory=list)
     received: list[bytes | None] = field(default_factory=list)
     missing_reasons: dict[int, str] = field(default_factory=dict)
+    tainted: dict[int, str] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     error_count: int = 0
     books: dict[str, Any] = field(default_factory=dict)
@@ -79,6 +80,7 @@ class _Phase:
         self.received: list[bytes | None] = [None] * n
         self.errors: list[str] = []
         self.error_count = 0
+        self.tainted: dict[int, str] = {}
         self.done = asyncio.get_running_loop().create_future()
         self.conns: list[_Conn] = []
 
@@ -86,6 +88,12 @@ class _Phase:
         self.error_count += 1
         if len(self.errors) < MAX_KEPT_ERRORS:
             self.errors.append(text)
+
+    def taint(self, conn: _Conn, text: str) -> None:
+        """A stray frame makes the order the connection is waiting for count as wrong."""
+        self.error(f"conn {conn.index}: {text}")
+        if conn.oldest < conn.n_sent:
+            self.tainted.setdefault(conn.seqs[conn.oldest], text)
 
     def check_done(self) -> None:
         if not self.done.done() and all(c.finished for c in self.conns):
@@ -166,13 +174,13 @@ class _Conn(WSListener):
         if order_id is not None:
             seq = phase.seq_of.get(order_id)
             if seq is None or phase.plan.conn_of[seq] != self.index:
-                phase.error(f"conn {self.index}: report for unknown order {order_id[:40]!r}")
+                phase.taint(self, f"report for unknown order {order_id[:40]!r}")
                 return
             if phase.recv[seq]:
-                phase.error(f"conn {self.index}: extra report for order {order_id!r}")
+                phase.taint(self, f"extra report for order {order_id!r}")
                 return
             if not phase.sent[seq]:
-                phase.error(f"conn {self.index}: report for {order_id!r} before it was sent")
+                phase.taint(self, f"report for {order_id!r} before it was sent")
                 return
         else:
             if self.oldest >= self.n_sent:
@@ -379,6 +387,7 @@ def execute(plan: LoadPlan, progress: bool = False) -> LoadResult:
         recv_ns=phase.recv,
         received=phase.received,
         missing_reasons=missing,
+        tainted=phase.tainted,
         errors=phase.errors,
         error_count=phase.error_count,
         books=fetch_books(plan),

@@ -1,0 +1,34 @@
+"""Assertions about the machine after a judging: nothing of the engine may survive."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from quantcraft_dagster.judge import cgroups
+from quantcraft_dagster.judge.judging import JudgeConfig
+from quantcraft_dagster.judge.sandbox import NOBODY
+
+# Short timeouts keep hostile tests fast; the rules are the same as the defaults.
+FAST = JudgeConfig(profile="quick", health_timeout_s=3.0, report_timeout_s=2.0)
+
+
+def sandbox_processes() -> list[str]:
+    out = subprocess.run(["ps", "-o", "pid=,comm=", "-u", str(NOBODY)], capture_output=True, text=True)
+    return out.stdout.split("\n")[:-1] if out.stdout.strip() else []
+
+
+def engine_cgroups() -> list[Path]:
+    root = cgroups.ROOT
+    parents = [root / cgroups.PARENT] + [p / cgroups.PARENT for p in root.iterdir() if p.is_dir()]
+    return [child for parent in parents if parent.is_dir() for child in parent.iterdir() if child.is_dir()]
+
+
+def assert_nothing_left(grace_s: float = 2.0) -> None:
+    """No process of the sandbox user and no engine cgroup (killed zombies get a moment to go)."""
+    deadline = time.monotonic() + grace_s
+    while sandbox_processes() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sandbox_processes() == []
+    assert engine_cgroups() == []

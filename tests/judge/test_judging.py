@@ -41,7 +41,6 @@ def test_broken_engines_lose_correctness_and_name_the_order(engines, variant, ph
     assert first.order_id == first.order["order_id"]
     assert first.order_id in v.reason
     assert first.expected != first.got
-    assert v.book_match is False
 
 
 @pytest.mark.parametrize("name", ["empty", "big", "text", "script", "arm64", "library"])

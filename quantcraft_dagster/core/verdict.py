@@ -102,11 +102,11 @@ def decide(
     else:
         status = FINISHED
         reason = f"{exact} of {orders} reports exact"
-        if book_problems:
-            reason += f"; final book differs ({book_problems[0]})"
-        elif divergences:
+        if divergences:
             d = divergences[0]
             reason += f"; first divergence: phase {d.phase} order {d.order_id}: {d.reason}"
+        if book_problems:
+            reason += f"; final book differs ({book_problems[0]})"
         stray = sum(o.protocol_error_count for o in outcomes)
         if stray:
             first = next(e for o in outcomes for e in o.protocol_errors)

@@ -1241,10 +1241,10 @@ static void orderbook_json(buf_t *b, const char *sym, size_t n) {
 }
 
 static void http_process(conn *c) {
-    while (!c->is_ws && !c->closing && c->in_off < c->in.len) {
+    while (!c->is_ws && !c->closing && c->in_off < c->in.len && c->in.p) {
         char *s = c->in.p + c->in_off;
         size_t avail = c->in.len - c->in_off;
-        char *hend = memmem(s, avail, "\r\n\r\n", 4);
+        char *hend = s ? memmem(s, avail, "\r\n\r\n", 4) : NULL;
         if (!hend) {
             if (avail > MAX_HTTP_HEADER) http_respond(c, 431, "Request Header Fields Too Large", "too large\n", 10, 0);
             return;
@@ -1391,6 +1391,9 @@ int main(int argc, char **argv) {
     variant_startup(argv[0]);
 
     map_alloc(1u << 16);
+    buf_grow(&g_fills, 4096);                 /* never NULL, even when empty */
+    buf_grow(&g_rep, 4096);
+    buf_grow(&g_tmp, 4096);
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);

@@ -49,6 +49,7 @@ class LoadPlan:
     health_timeout_s: float = 30.0
     health_interval_s: float = 0.1
     report_timeout_s: float = 5.0
+    time_limit_s: float = 120.0
 
 
 @dataclass(slots=True)
@@ -333,10 +334,17 @@ async def _open_loop(phase: _Phase, rate: float) -> None:
 
 
 async def _watchdog(phase: _Phase) -> None:
-    limit_ns = int(phase.plan.report_timeout_s * 1e9)
+    """Per-order report timeout, and the phase's wall-clock budget (a crawling engine ends too)."""
+    plan = phase.plan
+    limit_ns = int(plan.report_timeout_s * 1e9)
+    end = perf_counter_ns() + int(plan.time_limit_s * 1e9)
     while True:
         await asyncio.sleep(0.1)
         now = perf_counter_ns()
+        if now > end:
+            for conn in phase.conns:
+                conn.fail(f"phase time limit of {plan.time_limit_s:g} s exceeded (engine too slow)")
+            return
         for conn in phase.conns:
             if not conn.finished and conn.oldest_wait_ns(now) > limit_ns:
                 seq = conn.seqs[conn.oldest]

@@ -32,8 +32,11 @@ def _elf_with_machine(data: bytes, machine: int) -> bytes:
 
 def test_each_bad_upload_has_its_own_reason(tmp_path):
     exe = _compile(tmp_path)
-    libz = next(Path(p) for p in ("/usr/lib/x86_64-linux-gnu/libz.so.1", "/lib/x86_64-linux-gnu/libz.so.1")
-                if Path(p).exists())
+    libz = next(
+        Path(p)
+        for p in ("/usr/lib/x86_64-linux-gnu/libz.so.1", "/lib/x86_64-linux-gnu/libz.so.1")
+        if Path(p).exists()
+    )
     cases = {
         "empty": b"",
         "huge": b"\x7fELF" + b"\0" * (60 * 2**20),
@@ -58,4 +61,6 @@ def test_each_bad_upload_has_its_own_reason(tmp_path):
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 def test_shared_library_built_here_is_rejected(tmp_path):
-    assert "shared library" in str(pytest.raises(Rejected, validate, _compile(tmp_path, "-shared", "-fPIC")).value)
+    assert "shared library" in str(
+        pytest.raises(Rejected, validate, _compile(tmp_path, "-shared", "-fPIC")).value
+    )

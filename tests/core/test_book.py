@@ -200,11 +200,21 @@ def _random_trace(rng: random.Random, n: int) -> list[Order]:
             target = f"o{rng.randrange(seq)}"
             orders.append(Order(seq, f"o{seq}", symbol, CANCEL, target_order_id=target))
         elif roll < 0.40:
-            orders.append(Order(seq, f"o{seq}", symbol, MARKET, rng.choice((BUY, SELL)), None, rng.randint(1, 60)))
+            orders.append(
+                Order(seq, f"o{seq}", symbol, MARKET, rng.choice((BUY, SELL)), None, rng.randint(1, 60))
+            )
         else:
             price = round(rng.gauss(100, 1.5), 2)
             orders.append(
-                Order(seq, f"o{seq}", symbol, LIMIT, rng.choice((BUY, SELL)), round(price * 10_000), rng.randint(1, 60))
+                Order(
+                    seq,
+                    f"o{seq}",
+                    symbol,
+                    LIMIT,
+                    rng.choice((BUY, SELL)),
+                    round(price * 10_000),
+                    rng.randint(1, 60),
+                )
             )
     return orders
 

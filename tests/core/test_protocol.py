@@ -16,7 +16,7 @@ from quantcraft_dagster.core.protocol import (
 def test_price_text_round_trips_to_the_same_ticks(ticks):
     text = format_price(ticks)
     assert to_ticks(float(text)) == ticks
-    assert "." in text and not text.endswith("0") or text.endswith(".0")
+    assert ("." in text and not text.endswith("0")) or text.endswith(".0")
 
 
 @pytest.mark.parametrize(
@@ -27,10 +27,14 @@ def test_price_text_round_trips_to_the_same_ticks(ticks):
         (b'{"order_id": "a", "status": "DONE", "fills": []}', "invalid status"),
         (b'{"order_id": "a", "status": "FILLED"}', "fills list"),
         (b'{"order_id": "a", "status": "FILLED", "fills": [{"price": 1}]}', "malformed fill"),
-        (b'{"order_id": "a", "status": "FILLED", "fills": [{"match_order_id": "b", "price": "1", "quantity": 1}]}',
-         "malformed fill"),
-        (b'{"order_id": "a", "status": "FILLED", "fills": [{"match_order_id": "b", "price": 1, "quantity": 1.5}]}',
-         "malformed fill"),
+        (
+            b'{"order_id": "a", "status": "FILLED", "fills": [{"match_order_id": "b", "price": "1", "quantity": 1}]}',
+            "malformed fill",
+        ),
+        (
+            b'{"order_id": "a", "status": "FILLED", "fills": [{"match_order_id": "b", "price": 1, "quantity": 1.5}]}',
+            "malformed fill",
+        ),
         (b"nope", "invalid JSON"),
     ],
 )

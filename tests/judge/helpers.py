@@ -11,7 +11,7 @@ from quantcraft_dagster.judge.judging import JudgeConfig
 from quantcraft_dagster.judge.sandbox import NOBODY
 
 # Short timeouts keep hostile tests fast; the rules are the same as the defaults.
-FAST = JudgeConfig(profile="quick", health_timeout_s=3.0, report_timeout_s=2.0)
+FAST = JudgeConfig(profile="quick", health_timeout_s=3.0, report_timeout_s=2.0, phase_time_limit_s=10.0)
 
 
 def sandbox_processes() -> list[str]:

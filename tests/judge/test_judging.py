@@ -29,8 +29,11 @@ def test_correct_engine_is_fully_correct(engines, profile):
 
 @pytest.mark.parametrize(
     ("variant", "phase_of_first", "mentions"),
-    [("lifo_priority", "A", "expected ("), ("never_cancel", "A", "status REJECTED, expected CANCELLED"),
-     ("market_rests", "A", "status RESTING, expected CANCELLED")],
+    [
+        ("lifo_priority", "A", "expected ("),
+        ("never_cancel", "A", "status REJECTED, expected CANCELLED"),
+        ("market_rests", "A", "status RESTING, expected CANCELLED"),
+    ],
 )
 def test_broken_engines_lose_correctness_and_name_the_order(engines, variant, phase_of_first, mentions):
     v = judge_binary(engines / variant, FAST).verdict

@@ -1,0 +1,162 @@
+"""Hostile engines: each is contained, ends with a verdict and a reason, leaves nothing behind,
+and the next judging still works."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import threading
+from dataclasses import replace
+
+import pytest
+
+from quantcraft_dagster.judge.judging import judge_binary
+
+from .helpers import FAST, assert_nothing_left
+
+
+@pytest.fixture
+def judge_hostile(engines):
+    """Judge a hostile binary, then check cleanup and that a correct engine still judges fine."""
+
+    def run(binary, config=FAST):
+        verdict = judge_binary(binary, config).verdict
+        assert verdict.status in ("finished", "failed") and verdict.reason
+        assert_nothing_left()
+        after = judge_binary(engines / "engine", FAST).verdict
+        assert after.status == "finished" and after.scores.correctness == 100.0, after.reason
+        return verdict
+
+    return run
+
+
+def test_fork_bomb(engines, judge_hostile):
+    v = judge_hostile(engines / "fork_bomb")
+    assert v.scores is not None
+
+
+def test_memory_bomb(engines, judge_hostile):
+    # Touching 4 GiB takes seconds: give the OOM killer time to act before the report timeout.
+    v = judge_hostile(engines / "memory_bomb", replace(FAST, report_timeout_s=20.0))
+    assert v.status == "failed"
+    assert "memory limit" in v.reason
+
+
+def test_tmp_fill_stops_at_100_mib(engines, judge_hostile):
+    v = judge_hostile(engines / "tmp_fill")
+    assert "No space left on device" in v.stderr_tail or "File too large" in v.stderr_tail
+
+
+@pytest.fixture
+def canary_server():
+    """A TCP server on the host's loopback recording every connection it gets."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    hits: list[bytes] = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except TimeoutError:
+                continue
+            hits.append(conn.recv(100) or b"connected")
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], hits
+    stop.set()
+    thread.join()
+    server.close()
+
+
+def test_cannot_reach_host_loopback(build_variant, judge_hostile, canary_server):
+    port, hits = canary_server
+    v = judge_hostile(build_variant("canary_connect", CANARY_PORT=port))
+    assert hits == []
+    assert "canary" in v.stderr_tail and "connected" not in v.stderr_tail.replace("not connected", "")
+
+
+def test_cannot_read_host_files(build_variant, judge_hostile, tmp_path):
+    secret = secrets.token_hex(16)
+    canary = tmp_path / "canary.txt"
+    canary.write_text(secret)
+    canary.chmod(0o644)
+    os.chmod(tmp_path, 0o755)
+    v = judge_hostile(build_variant("canary_file", CANARY_PATH=str(canary)))
+    assert secret not in v.stderr_tail
+    assert "canary: open failed" in v.stderr_tail
+
+
+def test_cannot_signal_other_processes(build_variant, judge_hostile):
+    victim = subprocess.Popen(["sleep", "120"])
+    try:
+        v = judge_hostile(build_variant("kill_others", VICTIM_PID=victim.pid))
+        assert victim.poll() is None, "the engine killed a host process"
+        assert v.status == "finished"
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+def test_never_healthy(engines, judge_hostile):
+    v = judge_hostile(engines / "never_healthy")
+    assert v.status == "failed"
+    assert "never became healthy" in v.reason and "503" in v.reason
+    assert v.scores.final == 0.0
+
+
+def test_crash_mid_phase(engines, judge_hostile):
+    v = judge_hostile(engines / "crash_mid_phase")
+    assert v.status == "failed"
+    assert "SIGABRT" in v.reason and "after 200 of" in v.reason
+    assert 0 < v.scores.correctness < 100
+
+
+def test_hang_mid_phase(engines, judge_hostile):
+    v = judge_hostile(engines / "hang_mid_phase")
+    assert v.status == "failed"
+    assert "no report within 2 s" in v.reason
+    assert v.phases["A"].answered == 200
+
+
+def test_stderr_flood(engines, judge_hostile):
+    v = judge_hostile(engines / "stderr_flood")
+    assert v.status == "finished"
+    assert 0 < len(v.stderr_tail.encode()) <= 64 * 1024
+
+
+def test_frame_over_64_kib(engines, judge_hostile):
+    v = judge_hostile(engines / "big_frame")
+    assert v.scores.correctness < 100
+    assert any("64 KiB" in d.reason for d in v.divergences)
+
+
+def test_invalid_json(engines, judge_hostile):
+    v = judge_hostile(engines / "invalid_json")
+    assert v.scores.correctness < 100
+    assert "invalid JSON" in v.divergences[0].reason
+
+
+def test_unknown_and_extra_reports(engines, judge_hostile):
+    v = judge_hostile(engines / "unknown_orders")
+    assert v.scores.correctness < 100
+    assert "unknown order" in v.reason
+    assert any("unknown order 'NOPE-" in e for e in v.protocol_errors)
+
+
+def test_daemonized_child_does_not_survive(engines, judge_hostile):
+    v = judge_hostile(engines / "daemonize")
+    assert v.status == "finished"
+
+
+def test_cannot_write_into_app(engines, judge_hostile):
+    v = judge_hostile(engines / "write_app")
+    assert v.status == "finished"
+    assert "Read-only file system" in v.stderr_tail or "Permission denied" in v.stderr_tail

@@ -1,8 +1,8 @@
 """Latency and throughput figures from per-order timestamps.
 
 Percentiles are exact nearest-rank values (sorting, rank ``ceil(p·N/100)`` in exact arithmetic):
-an observed latency, never an interpolation. An order that got no report has infinite latency, so a p99 can't hide lost
-orders: if more than 1 % are lost, p99 is unbounded.
+an observed latency, never an interpolation. An order that got no report has infinite latency,
+so a p99 can't hide lost orders: if more than 1 % are lost, p99 is unbounded.
 """
 
 from __future__ import annotations

@@ -165,8 +165,8 @@ def _judge_phases(
         if skip is not None:
             result, engine_exit = LoadResult(False, 0.0, skip), None
         else:
-            result, engine_exit = _run_phase(sandbox, binary, bundle, config, progress)
-        outcome = _outcome(phase, bundle, result, engine_exit)
+            result, engine_exit = run_phase(sandbox, binary, bundle, config, progress)
+        outcome = phase_outcome(phase, bundle, result, engine_exit)
         telemetry.add(phase, bundle, result, outcome.check)
         outcomes.append(outcome)
         if engine_exit is not None and (outcome.problem or not stderr_tail):
@@ -182,7 +182,7 @@ def _judge_phases(
     return JudgeResult(verdict, telemetry)
 
 
-def _outcome(
+def phase_outcome(
     phase: str, bundle: PhaseBundle, result: LoadResult, engine_exit: EngineExit | None
 ) -> PhaseOutcome:
     n = len(bundle.orders)
@@ -221,7 +221,7 @@ def _problem(result: LoadResult, engine_exit: EngineExit | None, answered: int, 
     return None
 
 
-def _run_phase(
+def run_phase(
     sandbox: Sandbox,
     binary: Path,
     bundle: PhaseBundle,

@@ -19,6 +19,10 @@ def test_price_text_round_trips_to_the_same_ticks(ticks):
     assert ("." in text and not text.endswith("0")) or text.endswith(".0")
 
 
+FILL_STR_PRICE = b'{"match_order_id": "b", "price": "1", "quantity": 1}'
+FILL_FLOAT_QTY = b'{"match_order_id": "b", "price": 1, "quantity": 1.5}'
+
+
 @pytest.mark.parametrize(
     ("frame", "message"),
     [
@@ -27,14 +31,8 @@ def test_price_text_round_trips_to_the_same_ticks(ticks):
         (b'{"order_id": "a", "status": "DONE", "fills": []}', "invalid status"),
         (b'{"order_id": "a", "status": "FILLED"}', "fills list"),
         (b'{"order_id": "a", "status": "FILLED", "fills": [{"price": 1}]}', "malformed fill"),
-        (
-            b'{"order_id": "a", "status": "FILLED", "fills": [{"match_order_id": "b", "price": "1", "quantity": 1}]}',
-            "malformed fill",
-        ),
-        (
-            b'{"order_id": "a", "status": "FILLED", "fills": [{"match_order_id": "b", "price": 1, "quantity": 1.5}]}',
-            "malformed fill",
-        ),
+        (b'{"order_id": "a", "status": "FILLED", "fills": [' + FILL_STR_PRICE + b"]}", "malformed fill"),
+        (b'{"order_id": "a", "status": "FILLED", "fills": [' + FILL_FLOAT_QTY + b"]}", "malformed fill"),
         (b"nope", "invalid JSON"),
     ],
 )

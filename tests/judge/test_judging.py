@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from quantcraft_dagster.judge.judging import JudgeConfig, judge_binary
@@ -57,7 +59,7 @@ def test_bad_uploads_are_rejected_before_any_sandbox(tmp_path, engines, name):
         "text": b"just text\n",
         "script": b"#!/bin/sh\nexec sleep 1\n",
         "arm64": exe[:18] + (183).to_bytes(2, "little") + exe[20:],
-        "library": open("/usr/lib/x86_64-linux-gnu/libz.so.1", "rb").read(),
+        "library": Path("/usr/lib/x86_64-linux-gnu/libz.so.1").read_bytes(),
     }[name]
     path = tmp_path / name
     path.write_bytes(data)

@@ -66,6 +66,7 @@ def judge_phase(config: JudgeConfig, binary: Path, phase: str):
     bundle = phase_bundle(config.profile, phase)
     sandbox = BubblewrapSandbox(config.sandbox_limits())
     result, engine_exit = run_phase(sandbox, binary, bundle, config, None)
+    judge_phase.loadgen_peak = max(getattr(judge_phase, "loadgen_peak", 0), result.peak_rss_bytes)
     return phase_outcome(phase, bundle, result, engine_exit).metrics
 
 
@@ -95,7 +96,9 @@ def main() -> None:
     print("\n2. phase B throughput")
     for name in ("trivial", "engine"):
         m = judge_phase(config, ENGINES / name, "B")
-        print(f"   {name:8s} {m.orders_per_s:12,.0f} orders/s  ({m.answered:,} answered, p99 {m.p99_us:,.0f} µs)")
+        print(
+            f"   {name:8s} {m.orders_per_s:12,.0f} orders/s  ({m.answered:,} answered, p99 {m.p99_us:,.0f} µs)"
+        )
 
     orders = bundle_a.orders
     best = float("inf")
@@ -105,14 +108,17 @@ def main() -> None:
         best = min(best, time.perf_counter() - start)
     print(f"\n3. reference engine: {len(orders) / best:,.0f} orders/s ({best:.3f} s for phase A)")
 
-    phase_bundle.cache_clear()
+    phase_bundle.cache_clear()  # a judging in a fresh process: traces come from the disk cache
     start = time.perf_counter()
     verdict = judge_binary(ENGINES / "engine", config).verdict
     wall = time.perf_counter() - start
-    self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"\n4. {args.profile} judging: {verdict.status}, final {verdict.scores.final:.2f}, wall {wall:.2f} s")
-    print(f"   peak memory: judge {self_mb:.0f} MB, largest child (load generator) {child_mb:.0f} MB")
+    self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    print(
+        f"\n4. {args.profile} judging: {verdict.status}, final {verdict.scores.final:.2f}, wall {wall:.2f} s"
+    )
+    print(
+        f"   peak RSS: judge process {self_mb:.0f} MB (whole bench), load generator {judge_phase.loadgen_peak / 2**20:.0f} MB"
+    )
 
 
 if __name__ == "__main__":

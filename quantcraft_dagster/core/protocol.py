@@ -7,8 +7,7 @@ every price inside the platform is an ``int`` of ticks and only the wire sees de
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -29,9 +28,12 @@ class ProtocolError(ValueError):
     """A frame from an engine that breaks the contract; the message is shown to the contestant."""
 
 
-@dataclass(frozen=True, slots=True)
-class Order:
-    """One order of a trace; ``price`` is in ticks and only set on LIMIT orders."""
+class Order(NamedTuple):
+    """One order of a trace; ``price`` is in ticks and only set on LIMIT orders.
+
+    A NamedTuple, not a dataclass: traces hold hundreds of thousands of these and tuples are the
+    cheapest to build, compare and pickle.
+    """
 
     seq: int
     order_id: str
@@ -43,8 +45,7 @@ class Order:
     target_order_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Report:
+class Report(NamedTuple):
     """An engine's answer to one order: its status and every fill it caused, in order."""
 
     order_id: str

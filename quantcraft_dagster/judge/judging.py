@@ -6,7 +6,9 @@ local run and the official run are the same code.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import os
 import pickle
 import subprocess
@@ -20,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core import check, trace
+from ..core import book, check, protocol, trace
 from ..core.binary import MAX_BINARY_BYTES, BinaryInfo, Rejected, validate
-from ..core.book import Level, expected_reports
+from ..core.book import Level
 from ..core.metrics import phase_metrics
-from ..core.protocol import Order, Report, encode_order
+from ..core.protocol import Order, Report
 from ..core.scoring import ScoringConfig
 from ..core.verdict import PhaseOutcome, Verdict, decide, rejected
 from .loadgen import LoadPlan, LoadResult
@@ -75,12 +77,38 @@ class PhaseBundle:
     books: dict[str, tuple[Level, Level]]
 
 
+def cache_dir() -> Path:
+    return Path(os.environ.get("QUANTCRAFT_CACHE", Path.home() / ".cache" / "quantcraft"))
+
+
+def _bundle_key(spec: trace.PhaseSpec) -> str:
+    """Changes whenever the spec or any rule that shapes traces or answers changes."""
+    digest = hashlib.sha256(repr(spec).encode())
+    for module in (trace, book, protocol):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:20]
+
+
 @functools.lru_cache(maxsize=6)
 def phase_bundle(profile: str, phase: str) -> PhaseBundle:
+    """Built once per machine: traces are deterministic, so a disk cache keyed by code is exact."""
     spec = trace.get_spec(profile, phase)
+    path = cache_dir() / "bundles" / f"{profile}-{phase}-{_bundle_key(spec)}.pkl"
+    with (
+        contextlib.suppress(OSError, pickle.UnpicklingError, EOFError, AttributeError),
+        open(path, "rb") as fh,
+    ):
+        return pickle.load(fh)
     orders = list(trace.generate(spec))
-    expected, books = expected_reports(orders)
-    return PhaseBundle(spec, orders, [encode_order(o) for o in orders], expected, books)
+    expected, books = book.expected_reports(orders)
+    bundle = PhaseBundle(spec, orders, [protocol.encode_order(o) for o in orders], expected, books)
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(tmp, "wb") as fh:
+            pickle.dump(bundle, fh, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    return bundle
 
 
 @dataclass(slots=True)

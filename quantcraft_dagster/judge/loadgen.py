@@ -16,6 +16,7 @@ import gc
 import http.client
 import os
 import pickle
+import resource
 import sys
 import time
 from dataclasses import dataclass, field
@@ -66,6 +67,7 @@ class LoadResult:
     errors: list[str] = field(default_factory=list)
     error_count: int = 0
     books: dict[str, Any] = field(default_factory=dict)
+    peak_rss_bytes: int = 0
 
 
 class _Phase:
@@ -399,6 +401,7 @@ def execute(plan: LoadPlan, progress: bool = False) -> LoadResult:
         errors=phase.errors,
         error_count=phase.error_count,
         books=fetch_books(plan),
+        peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
     )
 
 

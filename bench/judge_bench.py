@@ -96,9 +96,8 @@ def main() -> None:
     print("\n2. phase B throughput")
     for name in ("trivial", "engine"):
         m = judge_phase(config, ENGINES / name, "B")
-        print(
-            f"   {name:8s} {m.orders_per_s:12,.0f} orders/s  ({m.answered:,} answered, p99 {m.p99_us:,.0f} µs)"
-        )
+        figures = f"{m.orders_per_s:12,.0f} orders/s  ({m.answered:,} answered, p99 {m.p99_us:,.0f} µs)"
+        print(f"   {name:8s} {figures}")
 
     orders = bundle_a.orders
     best = float("inf")
@@ -116,9 +115,8 @@ def main() -> None:
     print(
         f"\n4. {args.profile} judging: {verdict.status}, final {verdict.scores.final:.2f}, wall {wall:.2f} s"
     )
-    print(
-        f"   peak RSS: judge process {self_mb:.0f} MB (whole bench), load generator {judge_phase.loadgen_peak / 2**20:.0f} MB"
-    )
+    loadgen_mb = judge_phase.loadgen_peak / 2**20
+    print(f"   peak RSS: this process {self_mb:.0f} MB (whole bench), load generator {loadgen_mb:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+"""The command line as contestants use it: traces, expected reports, local judging."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from quantcraft_dagster.core.book import replay
+from quantcraft_dagster.core.protocol import encode_order, encode_report
+from quantcraft_dagster.core.trace import generate, get_spec
+
+CLI = [sys.executable, "-m", "quantcraft_dagster.cli"]
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, check=True)
+
+
+def test_trace_is_the_wire_frames_and_stable(tmp_path):
+    out = tmp_path / "a.jsonl"
+    run("trace", "--profile", "quick", "--phase", "A", "--out", str(out))
+    again = run("trace", "--profile", "quick", "--phase", "A").stdout
+    assert out.read_bytes() == again
+    orders = list(generate(get_spec("quick", "A")))
+    assert again == b"".join(encode_order(o) + b"\n" for o in orders)
+
+
+def test_expected_matches_the_reference_engine(tmp_path):
+    trace_file = tmp_path / "b.jsonl"
+    run("trace", "--profile", "quick", "--phase", "B", "--out", str(trace_file))
+    lines = run("expected", str(trace_file)).stdout.splitlines()
+    orders = list(generate(get_spec("quick", "B")))
+    assert lines == [encode_report(r) for r in replay(orders)]
+    first = orjson.loads(lines[0])
+    assert set(first) == {"order_id", "status", "fills"}
+
+
+def test_judge_json_verdict(engines):
+    proc = run("judge", str(engines / "engine"), "--profile", "quick", "--json", "--repeat", "2")
+    verdict = orjson.loads(proc.stdout)
+    assert verdict["status"] == "finished"
+    assert set(verdict["scores"]) == {"latency", "throughput", "correctness", "final"}
+    assert verdict["scores"]["correctness"] == 100.0
+    assert set(verdict["phases"]) == {"A", "B", "C"}
+    for phase in verdict["phases"].values():
+        assert {"orders", "exact", "errors", "p50_us", "p90_us", "p99_us", "p999_us", "orders_per_s"} <= set(phase)
+    assert verdict["book_match"] is True and verdict["divergences"] == []
+    assert verdict["repeat"]["runs"] == 2
+    assert verdict["repeat"]["spread"]["scores"]["final"]["spread"] >= 0
+    assert b"phase A" in proc.stderr  # progress while it runs
+
+
+def test_judge_rejects_a_text_file(tmp_path):
+    bad = Path(tmp_path, "engine.txt")
+    bad.write_text("not an engine")
+    verdict = orjson.loads(run("judge", str(bad), "--json").stdout)
+    assert verdict["status"] == "rejected" and "ELF" in verdict["reason"]

@@ -6,6 +6,7 @@ import argparse
 import math
 import statistics
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -127,6 +128,125 @@ def _print_human(v: dict) -> None:
         print(f"repeat: {v['repeat']['runs']} runs, final score spread {final['spread']}")
 
 
+def _bucket():
+    from resources import BucketResource
+
+    return BucketResource.from_env().client()
+
+
+def submit(contestant: str, binary: Path, name: str | None = None) -> str:
+    """Upload ``binary`` as ``submissions/<contestant>/<name>``; returns the key."""
+    from .core.intake import PREFIX, parse_key
+
+    key = f"{PREFIX}{contestant}/{name or binary.name}"
+    parse_key(key)
+    _bucket().put_file(key, binary)
+    return key
+
+
+def _cmd_submit(args: argparse.Namespace) -> int:
+    try:
+        key = submit(args.contestant, Path(args.binary), args.name)
+    except ValueError as exc:
+        print(f"not uploaded: {exc}", file=sys.stderr)
+        return 2
+    print(f"uploaded {key} to {_bucket().describe()}")
+    return 0
+
+
+def _status_rows():
+    from dagster import DagsterInstance
+
+    from . import lifecycle, services
+    from .core.standings import rank
+
+    services.prepare()
+    with DagsterInstance.from_config(str(services.dagster_home())) as instance:
+        states = lifecycle.states(instance)
+    table = rank(s.score for s in states.values() if s.score)
+    return states, table
+
+
+def _print_status(states, table, ui: str | None = None) -> None:
+    print(f"{'submission':48} {'stage':18} {'final':>7}  reason")
+    for p, st in sorted(states.items()):
+        final = f"{st.score['final']:7.2f}" if st.score else "       "
+        reason = (st.score or st.detail).get("reason", "")
+        print(f"{p:48} {st.stage:18} {final}  {str(reason)[:70]}")
+    print(f"\n{'rank':>4}  {'contestant':24} {'final':>7} {'latency':>8} {'thruput':>8} {'correct':>8}")
+    for s in table:
+        b = s.best
+        print(
+            f"{s.rank:>4}  {s.contestant:24} {b['final']:7.2f} {b['latency']:8.2f} {b['throughput']:8.2f}"
+            f" {b['correctness']:8.2f}"
+        )
+    if ui:
+        print(f"\nDagster UI: {ui}  (assets: {ui}/assets, runs: {ui}/runs)")
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    states, table = _status_rows()
+    if args.json:
+        rows = [
+            {
+                "partition": p,
+                "stage": st.stage,
+                "score": st.score,
+                "detail": st.detail,
+                "run_status": st.run_status,
+            }
+            for p, st in sorted(states.items())
+        ]
+        sys.stdout.buffer.write(orjson.dumps({"submissions": rows}, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        _print_status(states, table)
+    return 0
+
+
+def wait_terminal(expected: int, timeout: float) -> dict:
+    """Poll the instance until ``expected`` submissions are terminal (or the timeout)."""
+    from .lifecycle import TERMINAL
+
+    deadline = time.monotonic() + timeout
+    while True:
+        states, _ = _status_rows()
+        done = {p: s for p, s in states.items() if s.stage in TERMINAL and s.score}
+        if len(done) >= expected or time.monotonic() > deadline:
+            return states
+        time.sleep(2)
+
+
+DEMO_ENGINES = (("alice", "engine"), ("bob", "never_cancel"), ("carol", "lifo_priority"))
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from . import services
+
+    svc = services.Services(port=args.port)
+    svc.start()
+    try:
+        svc.wait_ready()
+        print(f"Dagster webserver {svc.url} and daemon running; state in {services.settings.home()}")
+        if args.demo:
+            build = services.PROJECT / "examples" / "engines" / "build"
+            before = len(_status_rows()[0])
+            for contestant, variant in DEMO_ENGINES:
+                print(submit(contestant, build / variant, f"{variant}-engine"))
+            print("judging the example engines (standard profile, about 20 s each)...")
+            states = wait_terminal(before + len(DEMO_ENGINES), timeout=args.timeout)
+            _print_status(states, _status_rows()[1], svc.url)
+            if args.exit:
+                return 0
+        print("Ctrl-C stops both services.")
+        while all(p.poll() is None for p in svc.procs.values()):
+            time.sleep(1)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        svc.stop()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quantcraft", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +269,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON verdict on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_judge)
+
+    p = sub.add_parser("up", help="start the Dagster webserver (:3000) and daemon, state in $QUANTCRAFT_HOME")
+    p.add_argument("--port", type=int, default=3000)
+    p.add_argument(
+        "--demo", action="store_true", help="upload the example engines and wait for their verdicts"
+    )
+    p.add_argument("--exit", action="store_true", help="with --demo: stop the services once judged")
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.set_defaults(func=_cmd_up)
+
+    p = sub.add_parser("submit", help="upload a binary as submissions/<contestant>/<file>")
+    p.add_argument("--contestant", required=True)
+    p.add_argument("--name", help="file name in the bucket (default: the binary's)")
+    p.add_argument("binary")
+    p.set_defaults(func=_cmd_submit)
+
+    p = sub.add_parser("status", help="every submission's stage and score, and the standings")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_status)
     return parser
 
 

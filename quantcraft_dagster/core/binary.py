@@ -42,13 +42,18 @@ class Rejected(ValueError):
     """The upload is not something the judge may start; the message is the contestant's reason."""
 
 
-def validate(data: bytes, max_bytes: int = MAX_BINARY_BYTES) -> BinaryInfo:
-    """Accept an x86-64 ELF executable or raise :class:`Rejected` with a specific reason."""
-    size = len(data)
+def check_size(size: int, max_bytes: int = MAX_BINARY_BYTES) -> None:
+    """The size rules alone, so a stored object can be refused before it is downloaded."""
     if size == 0:
         raise Rejected("empty file: upload the compiled engine binary")
     if size > max_bytes:
         raise Rejected(f"file is {size / 2**20:.1f} MiB, over the {max_bytes // 2**20} MiB limit")
+
+
+def validate(data: bytes, max_bytes: int = MAX_BINARY_BYTES) -> BinaryInfo:
+    """Accept an x86-64 ELF executable or raise :class:`Rejected` with a specific reason."""
+    size = len(data)
+    check_size(size, max_bytes)
     if data[:2] == b"#!":
         raise Rejected("a script (starts with #!), not a compiled ELF executable")
     if data[:4] != b"\x7fELF":

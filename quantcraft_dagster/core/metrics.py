@@ -52,6 +52,16 @@ class PhaseMetrics:
             obj["orders_per_s"] = round(obj["orders_per_s"], 1)
         return obj
 
+    @classmethod
+    def from_obj(cls, obj: dict[str, Any]) -> PhaseMetrics:
+        """Inverse of :meth:`to_obj`; a ``None`` percentile of a phase with orders was unbounded."""
+        fields = dict(obj)
+        for key in ("p50_us", "p90_us", "p99_us", "p999_us"):
+            if fields[key] is None and fields["orders"]:
+                fields[key] = math.inf
+        fields["windows"] = [Window(**w) for w in fields.get("windows", [])]
+        return cls(**fields)
+
 
 def latencies_us(start_ns: np.ndarray, recv_ns: np.ndarray) -> np.ndarray:
     """Per-order latency in µs; ``recv_ns == 0`` (no report) gives +inf."""

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+
+from .metrics import PhaseMetrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,3 +68,19 @@ def score(
     cor = correctness_score(exact, orders)
     final = cfg.latency_weight * lat + cfg.throughput_weight * thr + cfg.correctness_weight * cor
     return Scores(lat, thr, cor, final)
+
+
+def score_phases(
+    phases: Mapping[str, PhaseMetrics], exact: int, orders: int, cfg: ScoringConfig | None = None
+) -> Scores:
+    """Which phase feeds which score: p99 from phase C, orders/s from phase B.
+
+    A phase absent from the profile (or with no orders) measured nothing, so the seed default
+    applies; a phase that ran keeps whatever it measured, zero and unbounded included.
+    """
+
+    def measured(phase: str, attr: str) -> float | None:
+        m = phases.get(phase)
+        return None if m is None or m.orders == 0 else getattr(m, attr)
+
+    return score(measured("C", "p99_us"), measured("B", "orders_per_s"), exact, orders, cfg)

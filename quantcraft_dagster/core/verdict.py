@@ -12,7 +12,7 @@ from typing import Any
 
 from .check import Divergence, PhaseCheck
 from .metrics import PhaseMetrics
-from .scoring import Scores, ScoringConfig, score
+from .scoring import Scores, ScoringConfig, score_phases
 
 FINISHED, FAILED, REJECTED = "finished", "failed", "rejected"
 TERMINAL = (FINISHED, FAILED, REJECTED)
@@ -82,17 +82,9 @@ def decide(
     cfg: ScoringConfig | None = None,
 ) -> Verdict:
     """Status, reason and scores from the phases; p99 from phase C, orders/s from phase B."""
-    by_phase = {o.phase: o for o in outcomes}
     orders = sum(o.check.orders for o in outcomes)
     exact = sum(o.check.exact_count for o in outcomes)
-
-    def measured(phase: str, attr: str) -> float | None:
-        outcome = by_phase.get(phase)
-        if outcome is None or outcome.metrics.orders == 0:
-            return None  # phase not in this profile: the seed default applies
-        return getattr(outcome.metrics, attr)
-
-    scores = score(measured("C", "p99_us"), measured("B", "orders_per_s"), exact, orders, cfg)
+    scores = score_phases({o.phase: o.metrics for o in outcomes}, exact, orders, cfg)
     fills_expected = sum(o.check.fills_expected for o in outcomes)
     fills_matched = sum(o.check.fills_matched for o in outcomes)
     problems = [f"phase {o.phase}: {o.problem}" for o in outcomes if o.problem]

@@ -1,0 +1,1 @@
+"""Dagster assets: traces and expected reports, per-submission judging, standings."""

@@ -1,0 +1,285 @@
+"""Per-submission assets (dynamic partition ``submissions``): binary → telemetry → metrics →
+correctness → score. Every rule called here lives in ``quantcraft_dagster.core``."""
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from quantcraft_dagster.core import trace
+from quantcraft_dagster.core.binary import Rejected, check_size, validate
+from quantcraft_dagster.core.metrics import PhaseMetrics, phase_metrics
+from quantcraft_dagster.core.scoring import Scores, score_phases
+from quantcraft_dagster.core.verdict import REJECTED, rejected
+from quantcraft_dagster.judge.judging import TELEMETRY_COLUMNS, InfrastructureError, judge_binary
+from quantcraft_dagster.lifecycle import LIFECYCLE_ASSET, intake_key
+from resources import BucketResource, DuckDBResource, JudgingResource, SandboxResource
+
+from .traces import expected_reports
+
+submissions = dg.DynamicPartitionsDefinition(name="submissions")
+
+BINARY_VALID = dg.AssetCheckSpec(
+    "binary_valid", asset="submission_binary", description="x86-64 ELF executable"
+)
+TELEMETRY_COMPLETE = dg.AssetCheckSpec(
+    "telemetry_complete", asset="raw_telemetry", description="one row per order of every phase"
+)
+CORRECTNESS_100 = dg.AssetCheckSpec("correctness_100", asset="correctness", description="every report exact")
+BOOK_MATCHES = dg.AssetCheckSpec(
+    "final_book_matches", asset="correctness", description="phase A final L2 book"
+)
+
+
+def stage(context: dg.AssetExecutionContext, name: str, **metadata: Any) -> None:
+    """Record a lifecycle step in the event log, where the leaderboard tails it."""
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=LIFECYCLE_ASSET, partition=context.partition_key, metadata={"stage": name, **metadata}
+        )
+    )
+
+
+@dg.asset(partitions_def=submissions, group_name="judging", check_specs=[BINARY_VALID], kinds={"elf"})
+def submission_binary(context: dg.AssetExecutionContext, bucket: BucketResource):
+    """The uploaded binary, validated and pinned under ``binaries/<partition>``."""
+
+    client = bucket.client()
+    stage(context, "deploying")
+    manifest = orjson.loads(client.get_bytes(intake_key(context.partition_key)))
+    info = client.head(manifest["key"])
+    value: dict[str, Any] = {
+        "contestant": manifest["contestant"],
+        "object_key": manifest["key"],
+        "filename": manifest["filename"],
+        "uploaded_at": manifest["modified"],
+    }
+    try:
+        if info is None or info.etag != manifest["etag"]:
+            raise Rejected(
+                "the uploaded object was replaced or deleted before judging; the new one is judged apart"
+            )
+        check_size(info.size)
+        data = client.get_bytes(manifest["key"])
+        checked = validate(data)
+    except Rejected as exc:
+        value.update(valid=False, reason=str(exc), size=info.size if info else 0)
+    else:
+        binary_key = f"binaries/{context.partition_key}"
+        client.put_bytes(binary_key, data)
+        value.update(
+            valid=True,
+            reason="",
+            size=checked.size,
+            sha256=checked.sha256,
+            linkage=checked.linkage,
+            binary_key=binary_key,
+        )
+    yield dg.Output(
+        value,
+        metadata={
+            k: v
+            for k, v in value.items()
+            if k in ("contestant", "valid", "reason", "size", "sha256", "linkage")
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="binary_valid", passed=value["valid"], metadata={"reason": value["reason"]}
+    )
+
+
+TELEMETRY_SCHEMA = pa.schema(
+    [
+        ("phase", pa.string()),
+        ("connection", pa.int16()),
+        ("seq", pa.int32()),
+        ("order_id", pa.string()),
+        ("intended_ns", pa.int64()),
+        ("sent_ns", pa.int64()),
+        ("recv_ns", pa.int64()),
+        ("status", pa.string()),
+        ("exact", pa.bool_()),
+    ]
+)
+assert tuple(TELEMETRY_SCHEMA.names) == TELEMETRY_COLUMNS
+
+
+def telemetry_key(partition: str) -> str:
+    return f"telemetry/{partition}.parquet"
+
+
+@dg.asset(
+    partitions_def=submissions,
+    group_name="judging",
+    pool="judging",
+    check_specs=[TELEMETRY_COMPLETE],
+    deps=[dg.AssetDep(expected_reports, partition_mapping=dg.AllPartitionMapping())],
+    kinds={"parquet", "bubblewrap"},
+)
+def raw_telemetry(
+    context: dg.AssetExecutionContext,
+    submission_binary: dict,
+    bucket: BucketResource,
+    sandbox: SandboxResource,
+    judging: JudgingResource,
+):
+    """Judge the binary (fresh sandbox per phase) and keep one row per order as Parquet.
+
+    The pool ``judging`` has one slot per disjoint CPU set, so two judgings never share cores.
+    Only a failure of the judge itself is retried; an engine's crash is a verdict.
+    """
+    client = bucket.client()
+    config = judging.config(sandbox)
+    columns = {name: [] for name in TELEMETRY_COLUMNS}
+    if not submission_binary["valid"]:
+        verdict = rejected(submission_binary["reason"]).to_obj()
+    else:
+        current: dict[str, str] = {}
+
+        def progress(phase: str, done: int, total: int, note: str) -> None:
+            if current.get("phase") != phase:
+                current["phase"] = phase
+                stage(context, f"running phase {phase}", orders=total)
+
+        with tempfile.TemporaryDirectory(prefix="qc-judge-") as tmp:
+            path = Path(tmp, "engine")
+            client.download(submission_binary["binary_key"], path)
+            try:
+                result = judge_binary(path, config, progress)
+            except InfrastructureError as exc:
+                context.log.error(f"judge infrastructure failure, will retry: {exc}")
+                raise dg.RetryRequested(max_retries=2, seconds_to_wait=5) from exc
+        verdict = result.verdict.to_obj()
+        columns = result.telemetry.columns
+    stage(context, "validating")
+    table = pa.table(columns, schema=TELEMETRY_SCHEMA)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    key = telemetry_key(context.partition_key)
+    client.put_bytes(key, sink.getvalue().to_pybytes())
+    verdict.update(telemetry_key=key, rows=table.num_rows, profile=config.profile)
+    yield dg.Output(
+        verdict, metadata={"status": verdict["status"], "reason": verdict["reason"], "rows": table.num_rows}
+    )
+    expected_rows = 0 if verdict["status"] == REJECTED else _orders_in_profile(config.profile)
+    unique = len(set(zip(columns["phase"], columns["seq"], strict=True)))
+    yield dg.AssetCheckResult(
+        check_name="telemetry_complete",
+        passed=table.num_rows == expected_rows == unique,
+        metadata={"rows": table.num_rows, "expected_rows": expected_rows, "unique_orders": unique},
+    )
+
+
+def _orders_in_profile(profile: str) -> int:
+    return sum(spec.orders for spec in trace.PROFILES[profile].phases.values())
+
+
+def _read_telemetry(client, key: str, con, query: str):
+    """Run ``query`` (with the Parquet file as ``t``) in a private in-process DuckDB."""
+    with tempfile.NamedTemporaryFile(suffix=".parquet") as fh:
+        client.download(key, Path(fh.name))
+        con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{fh.name}')")
+        return con.execute(query).fetchnumpy()
+
+
+@dg.asset(partitions_def=submissions, group_name="judging", kinds={"duckdb"})
+def metrics(
+    context: dg.AssetExecutionContext, raw_telemetry: dict, bucket: BucketResource, duckdb: DuckDBResource
+) -> dg.Output:
+    """Per phase: p50/p90/p99/p99.9, orders/s, error rate and per-second windows."""
+    with duckdb.connect() as con:
+        cols = _read_telemetry(
+            bucket.client(),
+            raw_telemetry["telemetry_key"],
+            con,
+            "SELECT phase, intended_ns, recv_ns, exact FROM t ORDER BY phase, seq",
+        )
+    value: dict[str, Any] = {}
+    for phase in trace.PHASES:
+        mask = cols["phase"] == phase
+        if mask.any():
+            m = phase_metrics(
+                cols["intended_ns"][mask], cols["recv_ns"][mask], np.asarray(cols["exact"][mask])
+            )
+            value[phase] = m.to_obj()
+    meta = {f"{p}_{k}": v[k] for p, v in value.items() for k in ("p50_us", "p99_us", "orders_per_s")}
+    return dg.Output(value, metadata={k: v for k, v in meta.items() if v is not None})
+
+
+@dg.asset(partitions_def=submissions, group_name="judging", check_specs=[CORRECTNESS_100, BOOK_MATCHES])
+def correctness(
+    context: dg.AssetExecutionContext, raw_telemetry: dict, bucket: BucketResource, duckdb: DuckDBResource
+):
+    """Exact reports per phase, the seed's fill-match ratio, first divergences, final book."""
+    with duckdb.connect() as con:
+        rows = _read_telemetry(
+            bucket.client(),
+            raw_telemetry["telemetry_key"],
+            con,
+            "SELECT phase, count(*) AS orders, count(*) FILTER (WHERE exact) AS exact,"
+            " count(*) FILTER (WHERE status = 'MISSING') AS missing FROM t GROUP BY phase ORDER BY phase",
+        )
+    by_phase = {
+        str(p): {"orders": int(o), "exact": int(e), "missing": int(m)}
+        for p, o, e, m in zip(rows["phase"], rows["orders"], rows["exact"], rows["missing"], strict=True)
+    }
+    orders = sum(v["orders"] for v in by_phase.values())
+    exact = sum(v["exact"] for v in by_phase.values())
+    value = {
+        "orders": orders,
+        "exact": exact,
+        "by_phase": by_phase,
+        "fill_match_ratio": raw_telemetry.get("fill_match_ratio"),
+        "divergences": raw_telemetry.get("divergences", []),
+        "book_match": raw_telemetry.get("book_match"),
+        "book_problems": raw_telemetry.get("book_problems", []),
+    }
+    yield dg.Output(
+        value, metadata={"orders": orders, "exact": exact, "book_match": str(value["book_match"])}
+    )
+    first = value["divergences"][0] if value["divergences"] else None
+    yield dg.AssetCheckResult(
+        check_name="correctness_100",
+        passed=orders > 0 and exact == orders,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"exact": exact, "orders": orders, "first_divergence": str(first)[:500] if first else ""},
+    )
+    yield dg.AssetCheckResult(
+        check_name="final_book_matches",
+        passed=value["book_match"] is True,
+        metadata={"problems": "; ".join(value["book_problems"][:5]) or "none"},
+    )
+
+
+@dg.asset(partitions_def=submissions, group_name="judging")
+def score(
+    context: dg.AssetExecutionContext,
+    submission_binary: dict,
+    raw_telemetry: dict,
+    metrics: dict,
+    correctness: dict,
+) -> dg.Output:
+    """The submission's verdict and score; its metadata is what the leaderboard shows."""
+    phases = {p: PhaseMetrics.from_obj(m) for p, m in metrics.items()}
+    scores = score_phases(phases, correctness["exact"], correctness["orders"])
+    if raw_telemetry["status"] == REJECTED:
+        scores = Scores(0.0, 0.0, 0.0, 0.0)
+    value = {
+        "partition": context.partition_key,
+        "contestant": submission_binary["contestant"],
+        "filename": submission_binary["filename"],
+        "uploaded_at": submission_binary["uploaded_at"],
+        "status": raw_telemetry["status"],
+        "reason": raw_telemetry["reason"],
+        "profile": raw_telemetry.get("profile"),
+        **scores.to_obj(),
+        "p99_us": metrics.get("C", {}).get("p99_us"),
+        "orders_per_s": metrics.get("B", {}).get("orders_per_s"),
+    }
+    stage(context, value["status"], reason=value["reason"], final=value["final"])
+    return dg.Output(value, metadata={k: v for k, v in value.items() if v is not None})

@@ -1,0 +1,58 @@
+"""The Dagster code location: assets, checks, jobs, resources and sensors.
+
+Configuration comes from the environment so the embedded default (``quantcraft up``) and the
+production compose file load the same module: ``QUANTCRAFT_BUCKET_BACKEND`` (local | s3),
+``QUANTCRAFT_BUCKET_ROOT``, ``QUANTCRAFT_S3_BUCKET``, ``QUANTCRAFT_S3_ENDPOINT``,
+``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``QUANTCRAFT_PROFILE``.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from assets.standings import standings
+from assets.submission import correctness, metrics, raw_telemetry, score, submission_binary, submissions
+from assets.traces import expected_reports, order_trace
+from quantcraft_dagster.lifecycle import JOB_NAME, LIFECYCLE_ASSET
+from resources import BucketResource, DuckDBResource, JudgingResource, SandboxResource
+from resources.io_manager import BucketJSONIOManager
+from sensors import REJECTED_UPLOADS, build_standings_sensor, build_submission_sensor
+
+bucket = BucketResource.from_env()
+
+judge_job = dg.define_asset_job(
+    JOB_NAME,
+    selection=dg.AssetSelection.assets(submission_binary, raw_telemetry, metrics, correctness, score),
+    partitions_def=submissions,
+    description="Judge one uploaded engine: validate, run phases A/B/C, check, score",
+    # Run retries cover a lost run worker; an asset's own failure is never retried this way
+    # (the judge asks for a step retry itself, and only for its own infrastructure failures).
+    tags={"dagster/max_retries": "2", "dagster/retry_on_asset_or_op_failure": "false"},
+)
+standings_job = dg.define_asset_job("refresh_standings", selection=dg.AssetSelection.assets(standings))
+
+defs = dg.Definitions(
+    assets=[
+        order_trace,
+        expected_reports,
+        submission_binary,
+        raw_telemetry,
+        metrics,
+        correctness,
+        score,
+        standings,
+        dg.AssetSpec(LIFECYCLE_ASSET, description="Lifecycle of each submission (observations only)"),
+        dg.AssetSpec(REJECTED_UPLOADS, description="Uploads whose key is not submissions/<id>/<file>"),
+    ],
+    jobs=[judge_job, standings_job],
+    sensors=[build_submission_sensor(judge_job), build_standings_sensor(standings_job)],
+    resources={
+        "bucket": bucket,
+        "io_manager": BucketJSONIOManager(bucket=bucket),
+        "sandbox": SandboxResource(),
+        "judging": JudgingResource(profile=os.environ.get("QUANTCRAFT_PROFILE", "standard")),
+        "duckdb": DuckDBResource(),
+    },
+)

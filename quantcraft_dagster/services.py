@@ -1,0 +1,137 @@
+"""The embedded default: Dagster webserver + daemon on SQLite, all state in one folder.
+
+``quantcraft up`` writes ``$QUANTCRAFT_HOME/dagster/dagster.yaml`` and starts the processes with
+``DAGSTER_HOME`` pointing there, so stopping and starting again loses nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from . import settings
+from .judge.judging import split_cpus
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+# One run worker at a time: SQLite must never see concurrent run workers, and the judging pool
+# has one slot per disjoint CPU set (one on a 2-core host).
+DAGSTER_YAML = """\
+run_coordinator:
+  module: dagster.core.run_coordinator
+  class: QueuedRunCoordinator
+concurrency:
+  runs:
+    max_concurrent_runs: 1
+  pools:
+    default_limit: {judging_slots}
+    granularity: op
+run_retries:
+  enabled: true
+  max_retries: 0
+telemetry:
+  enabled: false
+"""
+
+
+def dagster_home() -> Path:
+    return settings.home() / "dagster"
+
+
+def prepare(judging_slots: int = 1) -> dict[str, str]:
+    """Create the state folder and return the environment every Dagster process gets."""
+    home = dagster_home()
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(DAGSTER_YAML.format(judging_slots=judging_slots))
+    settings.bucket_root().mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        DAGSTER_HOME=str(home),
+        QUANTCRAFT_HOME=str(settings.home()),
+        PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH", "")])),
+    )
+    return env
+
+
+def _bin(name: str) -> str:
+    local = Path(sys.executable).parent / name
+    return str(local) if local.exists() else (shutil.which(name) or name)
+
+
+class Services:
+    """The webserver and the daemon as child processes, logs under $QUANTCRAFT_HOME/logs."""
+
+    def __init__(self, port: int = 3000, host: str = "127.0.0.1") -> None:
+        self.port, self.host = port, host
+        self.env = prepare()
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, daemon: bool = True, webserver: bool = True) -> None:
+        logs = settings.home() / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        workspace = str(PROJECT / "workspace.yaml")
+        commands = {}
+        if webserver:
+            commands["webserver"] = [
+                _bin("dagster-webserver"),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-w",
+                workspace,
+            ]
+        if daemon:
+            commands["daemon"] = [_bin("dagster-daemon"), "run", "-w", workspace]
+        # Dagster and its run workers stay off the engines' CPUs, so judging stays fair.
+        _, off_engine = split_cpus()
+        for name, cmd in commands.items():
+            log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child for its lifetime
+            self.procs[name] = subprocess.Popen(
+                cmd,
+                cwd=PROJECT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=lambda: os.sched_setaffinity(0, off_engine),
+            )
+
+    def wait_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"dagster {name} exited ({proc.returncode}); see {settings.home()}/logs"
+                    )
+            if "webserver" not in self.procs:
+                return
+            try:
+                with urllib.request.urlopen(f"{self.url}/server_info", timeout=2):
+                    return
+            except OSError:
+                time.sleep(0.5)
+        raise TimeoutError(f"Dagster webserver not up on {self.url} after {timeout:.0f} s")
+
+    def stop(self, name: str | None = None, sig: int = signal.SIGTERM) -> None:
+        for key in [name] if name else list(self.procs):
+            proc = self.procs.pop(key, None)
+            if proc is None or proc.poll() is not None:
+                continue
+            os.killpg(proc.pid, sig)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

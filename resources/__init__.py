@@ -1,0 +1,111 @@
+"""Dagster resources: thin configuration over the I/O adapters (no rules here)."""
+
+import functools
+import os
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from pydantic import Field
+
+from quantcraft_dagster import settings
+from quantcraft_dagster.judge.judging import JudgeConfig, split_cpus
+from quantcraft_dagster.storage.bucket import Bucket, LocalBucket, S3Bucket
+
+
+@functools.lru_cache(maxsize=8)
+def _bucket(backend: str, root: str, name: str, endpoint: str, region: str, key: str, secret: str) -> Bucket:
+    if backend == "local":
+        return LocalBucket(Path(root) if root else settings.bucket_root())
+    if backend == "s3":
+        return S3Bucket(name, endpoint or None, region, key or None, secret or None)
+    raise ValueError(f"unknown bucket backend {backend!r}: use 'local' or 's3'")
+
+
+class BucketResource(dg.ConfigurableResource):
+    """Uploads, traces, telemetry and asset values; a folder (default) or S3/MinIO, same keys."""
+
+    backend: str = "local"
+    root: str = ""
+    bucket: str = "quantcraft"
+    endpoint_url: str = ""
+    region: str = "us-east-1"
+    access_key: str = ""
+    secret_key: str = ""
+
+    @classmethod
+    def from_env(cls) -> "BucketResource":
+        """From ``QUANTCRAFT_BUCKET_BACKEND`` (local | s3) and friends; default: a folder in the home."""
+        env = os.environ.get
+        backend = env("QUANTCRAFT_BUCKET_BACKEND", "local")
+        return cls(
+            backend=backend,
+            root=str(settings.bucket_root()) if backend == "local" else "",
+            bucket=env("QUANTCRAFT_S3_BUCKET", "quantcraft"),
+            endpoint_url=env("QUANTCRAFT_S3_ENDPOINT", ""),
+            region=env("AWS_REGION", "us-east-1"),
+            access_key=env("AWS_ACCESS_KEY_ID", ""),
+            secret_key=env("AWS_SECRET_ACCESS_KEY", ""),
+        )
+
+    def client(self) -> Bucket:
+        return _bucket(
+            self.backend,
+            self.root,
+            self.bucket,
+            self.endpoint_url,
+            self.region,
+            self.access_key,
+            self.secret_key,
+        )
+
+
+class SandboxResource(dg.ConfigurableResource):
+    """Sandbox backend and limits (PROTOCOL.md section 1) and the CPU split of this host."""
+
+    backend: str = "bubblewrap"
+    memory_bytes: int = 4 * 2**30
+    pids: int = 256
+    engine_cpus: list[int] = Field(default_factory=list)
+    loadgen_cpus: list[int] = Field(default_factory=list)
+
+    def cpus(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        engine, loadgen = split_cpus()
+        return tuple(self.engine_cpus) or engine, tuple(self.loadgen_cpus) or loadgen
+
+
+class JudgingResource(dg.ConfigurableResource):
+    """The judging profile and timeouts used for every submission."""
+
+    profile: str = "standard"
+    port: int = 8080
+    report_timeout_s: float = 5.0
+    health_timeout_s: float = 30.0
+    phase_time_limit_s: float = 120.0
+
+    def config(self, sandbox: SandboxResource) -> JudgeConfig:
+        if sandbox.backend != "bubblewrap":
+            raise dg.Failure(f"sandbox backend {sandbox.backend!r} is not available on this host")
+        engine, loadgen = sandbox.cpus()
+        return JudgeConfig(
+            profile=self.profile,
+            port=self.port,
+            engine_cpus=engine,
+            loadgen_cpus=loadgen,
+            memory_bytes=sandbox.memory_bytes,
+            pids=sandbox.pids,
+            report_timeout_s=self.report_timeout_s,
+            health_timeout_s=self.health_timeout_s,
+            phase_time_limit_s=self.phase_time_limit_s,
+        )
+
+
+class DuckDBResource(dg.ConfigurableResource):
+    """DuckDB in-process, one private in-memory database per use: never a file shared by processes."""
+
+    threads: int = 1
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect(":memory:")
+        con.execute(f"SET threads = {int(self.threads)}")
+        return con

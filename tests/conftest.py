@@ -33,3 +33,48 @@ def build_variant(tmp_path):
         return out
 
     return build
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3-compatible server over HTTP on loopback: the real protocol, no AWS."""
+    import socket
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            break
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait()
+
+
+@pytest.fixture(params=["local", "s3"])
+def bucket(request, tmp_path):
+    """Both bucket backends with the same keys; S3 talks HTTP to the moto server."""
+    import uuid
+
+    from quantcraft_dagster.storage.bucket import LocalBucket, S3Bucket
+
+    if request.param == "local":
+        return LocalBucket(tmp_path / "bucket")
+    url = request.getfixturevalue("s3_server")
+    return S3Bucket(f"qc-{uuid.uuid4().hex[:12]}", url, access_key="test", secret_key="test")

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Protocol
 
 
@@ -45,7 +45,7 @@ class Bucket(Protocol):
 
 def check_key(key: str) -> str:
     """Keys are relative POSIX paths without '..', empty parts or control characters."""
-    parts = PurePosixPath(key).parts
+    parts = key.split("/")
     if (
         not key
         or key.startswith("/")

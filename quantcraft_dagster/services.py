@@ -50,6 +50,12 @@ def prepare(judging_slots: int = 1) -> dict[str, str]:
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(DAGSTER_YAML.format(judging_slots=judging_slots))
     settings.bucket_root().mkdir(parents=True, exist_ok=True)
+    # Create (or migrate) the SQLite storage once, here: the webserver and the daemon starting
+    # together on an empty folder would otherwise race on the schema.
+    from dagster import DagsterInstance
+
+    with DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
     env = dict(os.environ)
     env.update(
         DAGSTER_HOME=str(home),

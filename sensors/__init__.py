@@ -1,5 +1,7 @@
 """Sensors: new uploads in the bucket become submission partitions and judging runs."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import dagster as dg
 import orjson
 
@@ -28,10 +30,17 @@ def build_submission_sensor(job) -> dg.SensorDefinition:
             events.append(
                 dg.AssetObservation(asset_key=REJECTED_UPLOADS, metadata={"key": key, "reason": why})
             )
+        # A manifest is the same bytes for the same object, so a re-listing rewrites it harmlessly;
+        # written in parallel because a burst of uploads is a burst of small PUTs.
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(
+                pool.map(
+                    lambda s: client.put_bytes(intake_key(s.partition_key), orjson.dumps(s.to_obj())),
+                    result.new,
+                )
+            )
         requests = []
         for sub in result.new:
-            # The manifest is the same bytes for the same object, so a re-listing rewrites it harmlessly.
-            client.put_bytes(intake_key(sub.partition_key), orjson.dumps(sub.to_obj()))
             requests.append(
                 dg.RunRequest(
                     partition_key=sub.partition_key,

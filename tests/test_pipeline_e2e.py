@@ -1,0 +1,109 @@
+"""End to end through the real Dagster daemon and webserver on SQLite (the embedded default)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import dagster as dg
+import pytest
+
+from quantcraft_dagster import lifecycle, services
+from quantcraft_dagster.cli import submit
+
+from .judge.helpers import assert_nothing_left
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def platform(tmp_path, monkeypatch):
+    monkeypatch.setenv("QUANTCRAFT_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("QUANTCRAFT_PROFILE", "quick")
+    svc = services.Services(port=free_port())
+    svc.start()
+    svc.wait_ready()
+    yield svc
+    svc.stop()
+
+
+def read_states() -> dict[str, lifecycle.SubmissionState]:
+    with dg.DagsterInstance.from_config(str(services.dagster_home())) as instance:
+        return lifecycle.states(instance)
+
+
+def count_events(asset: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    with dg.DagsterInstance.from_config(str(services.dagster_home())) as instance:
+        result = instance.fetch_materializations(dg.AssetKey(asset), limit=10_000)
+        for record in result.records:
+            counts[record.partition_key] = counts.get(record.partition_key, 0) + 1
+    return counts
+
+
+def test_uploads_are_judged_through_the_daemon_and_survive_a_daemon_crash(platform, engines, tmp_path):
+    from resources import BucketResource
+
+    text = tmp_path / "engine.txt"
+    text.write_text("not an engine")
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    submit("alice", engines / "engine")
+    submit("bob", engines / "never_cancel")
+    submit("eve", text)
+    submit("zed", empty)
+    BucketResource.from_env().client().put_bytes("submissions/not a contestant/x", b"junk")
+
+    def judging_started():
+        return any(s.stage.startswith("running") for s in read_states().values())
+
+    wait_for(judging_started, 120, "a judging to start")
+    os.kill(platform.procs["daemon"].pid, signal.SIGKILL)  # the daemon crashes mid-way
+    platform.procs.pop("daemon").wait()
+    time.sleep(2)
+    platform.start(daemon=True, webserver=False)
+
+    def all_terminal():
+        states = read_states()
+        done = [s for s in states.values() if s.stage in lifecycle.TERMINAL and s.score]
+        return states if len(states) == 4 and len(done) == 4 else None
+
+    states = wait_for(all_terminal, 300, "four terminal submissions")
+    by_contestant = {s.score["contestant"]: s for s in states.values()}
+    assert by_contestant["alice"].stage == "finished" and by_contestant["alice"].score["correctness"] == 100.0
+    assert by_contestant["bob"].stage == "finished" and by_contestant["bob"].score["correctness"] < 100.0
+    assert by_contestant["eve"].stage == "rejected" and "ELF" in by_contestant["eve"].score["reason"]
+    assert by_contestant["zed"].stage == "rejected" and "empty" in by_contestant["zed"].score["reason"]
+    for asset in ("score", "raw_telemetry"):
+        assert set(count_events(asset).values()) == {1}, f"{asset} judged twice"
+    with dg.DagsterInstance.from_config(str(services.dagster_home())) as instance:
+        skipped = instance.fetch_observations(dg.AssetKey("rejected_uploads"), limit=10).records
+        assert any("not a contestant" in r.asset_observation.metadata["key"].value for r in skipped)
+        runs = instance.get_runs(dg.RunsFilter(job_name=lifecycle.JOB_NAME))
+        assert len({r.tags["dagster/partition"] for r in runs}) == len(runs) == 4
+    assert_nothing_left()
+
+    # Stop everything and start again: nothing lost, nothing judged again.
+    platform.stop()
+    platform.start()
+    platform.wait_ready()
+    time.sleep(15)  # several sensor ticks
+    again = read_states()
+    assert {p: s.stage for p, s in again.items()} == {p: s.stage for p, s in states.items()}
+    assert set(count_events("score").values()) == {1}

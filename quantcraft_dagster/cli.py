@@ -213,7 +213,7 @@ def wait_terminal(expected: int, timeout: float) -> dict:
         done = {p: s for p, s in states.items() if s.stage in TERMINAL and s.score}
         if len(done) >= expected or time.monotonic() > deadline:
             return states
-        time.sleep(2)
+        time.sleep(3)
 
 
 DEMO_ENGINES = (("alice", "engine"), ("bob", "never_cancel"), ("carol", "lifo_priority"))
@@ -221,7 +221,9 @@ DEMO_ENGINES = (("alice", "engine"), ("bob", "never_cancel"), ("carol", "lifo_pr
 
 def _cmd_up(args: argparse.Namespace) -> int:
     from . import services
+    from .judge import cpus
 
+    cpus.background()  # it polls the instance while engines are judged
     svc = services.Services(port=args.port)
     svc.start()
     try:

@@ -30,6 +30,9 @@ judge_job = dg.define_asset_job(
     # Run retries cover a lost run worker; an asset's own failure is never retried this way
     # (the judge asks for a step retry itself, and only for its own infrastructure failures).
     tags={"dagster/max_retries": "2", "dagster/retry_on_asset_or_op_failure": "false"},
+    # One process per run, not per step: the steps are sequential and a fresh Python per step
+    # cost several seconds each (measured in bench/pipeline_bench.py).
+    executor_def=dg.in_process_executor,
 )
 standings_job = dg.define_asset_job("refresh_standings", selection=dg.AssetSelection.assets(standings))
 

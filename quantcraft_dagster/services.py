@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ import urllib.request
 from pathlib import Path
 
 from . import settings
-from .judge.judging import split_cpus
+from .judge.cpus import background, split_cpus
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -26,6 +27,8 @@ DAGSTER_YAML = """\
 run_coordinator:
   module: dagster.core.run_coordinator
   class: QueuedRunCoordinator
+  config:
+    dequeue_interval_seconds: 1
 concurrency:
   runs:
     max_concurrent_runs: 1
@@ -99,8 +102,8 @@ class Services:
             ]
         if daemon:
             commands["daemon"] = [_bin("dagster-daemon"), "run", "-w", workspace]
-        # Dagster and its run workers stay off the engines' CPUs, so judging stays fair.
-        _, off_engine = split_cpus()
+
+        off_engine = split_cpus()[1]
         for name, cmd in commands.items():
             log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child for its lifetime
             self.procs[name] = subprocess.Popen(
@@ -110,7 +113,7 @@ class Services:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=lambda: os.sched_setaffinity(0, off_engine),
+                preexec_fn=functools.partial(background, off_engine),
             )
 
     def wait_ready(self, timeout: float = 120.0) -> None:

@@ -9,7 +9,8 @@ import duckdb
 from pydantic import Field
 
 from quantcraft_dagster import settings
-from quantcraft_dagster.judge.judging import JudgeConfig, split_cpus
+from quantcraft_dagster.judge.cpus import split_cpus
+from quantcraft_dagster.judge.judging import JudgeConfig
 from quantcraft_dagster.storage.bucket import Bucket, LocalBucket, S3Bucket
 
 

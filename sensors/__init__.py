@@ -17,7 +17,7 @@ def build_submission_sensor(job) -> dg.SensorDefinition:
     @dg.sensor(
         name="submission_sensor",
         job=job,
-        minimum_interval_seconds=5,
+        minimum_interval_seconds=2,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Lists {PREFIX}<contestant_id>/<file> and requests one judging per new object",
     )

@@ -65,7 +65,7 @@ PROFILES: dict[str, Profile] = {
         {
             "A": PhaseSpec("A", 50_000, 42, ("QCX",), 1),
             "B": PhaseSpec("B", 200_000, 43, _TEN, 10, window=128),
-            "C": PhaseSpec("C", 60_000, 44, _TEN, 10, rate=20_000.0),
+            "C": PhaseSpec("C", 40_000, 44, _TEN, 10, rate=20_000.0),
         },
     ),
 }

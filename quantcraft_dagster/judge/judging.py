@@ -29,6 +29,7 @@ from ..core.metrics import phase_metrics
 from ..core.protocol import Order, Report
 from ..core.scoring import ScoringConfig
 from ..core.verdict import PhaseOutcome, Verdict, decide, rejected
+from .cpus import placed, split_cpus
 from .loadgen import LoadPlan, LoadResult
 from .sandbox import BubblewrapSandbox, EngineExit, RunningEngine, Sandbox, SandboxLimits
 
@@ -38,15 +39,6 @@ Progress = Callable[[str, int, int, str], None]
 
 class InfrastructureError(RuntimeError):
     """The judge itself failed (not the engine): safe to retry the judging."""
-
-
-def split_cpus(cpus: list[int] | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Disjoint (engine, load generator) CPU sets: up to 2 for the engine, the rest for the load."""
-    cpus = sorted(cpus if cpus is not None else os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return tuple(cpus), tuple(cpus)
-    engine = min(2, len(cpus) // 2)
-    return tuple(cpus[-engine:]), tuple(cpus[:-engine])
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,12 +164,8 @@ def judge_binary(
     except Rejected as exc:
         return JudgeResult(rejected(str(exc)), telemetry)
     sandbox = sandbox or BubblewrapSandbox(config.sandbox_limits())
-    own_cpus = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, config.loadgen_cpus)  # keep the judge itself off the engine's CPUs
-    try:
+    with placed(config.loadgen_cpus):  # the judge itself stays off the engine's CPUs
         return _judge_phases(binary, info, config, sandbox, progress)
-    finally:
-        os.sched_setaffinity(0, own_cpus)
 
 
 def _judge_phases(

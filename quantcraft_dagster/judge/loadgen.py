@@ -11,7 +11,6 @@ Hot-path state lives in flat Python lists indexed by seq; the parent turns them 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import http.client
 import os
@@ -27,6 +26,7 @@ import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from ..core.protocol import MAX_FRAME_BYTES
+from .cpus import foreground
 from .wire import masked_text_frames
 
 HOST = "127.0.0.1"
@@ -368,9 +368,7 @@ def execute(plan: LoadPlan, progress: bool = False) -> LoadResult:
     """Health wait, the phase itself, then the final books."""
     import uvloop
 
-    if plan.cpus:
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, plan.cpus)
+    foreground(tuple(plan.cpus))
     healthy, waited, why = wait_healthy(plan)
     if not healthy:
         return LoadResult(False, waited, why)

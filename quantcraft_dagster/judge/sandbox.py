@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from . import cgroups
+from .cpus import foreground
 
 STDERR_TAIL_BYTES = 64 * 1024
 NOBODY = 65534
@@ -252,8 +253,7 @@ def _preexec(procs_files: list[str], limits: SandboxLimits):
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         resource.setrlimit(resource.RLIMIT_NOFILE, (limits.nofile, limits.nofile))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_bytes, limits.file_bytes))
-        if limits.cpus:
-            os.sched_setaffinity(0, limits.cpus)
+        foreground(limits.cpus)  # every engine scheduled alike, whoever started the judging
         os.setgroups([])
         os.setresgid(limits.uid, limits.uid, limits.uid)
         os.setresuid(limits.uid, limits.uid, limits.uid)

@@ -1,0 +1,66 @@
+"""CPU placement: engines and the load generator on disjoint CPUs, everything else out of the way.
+
+Measurements are only fair if nothing but the load generator competes for its CPU. The platform's
+own processes (Dagster, pollers) run as SCHED_IDLE on the non-engine CPUs: they get the CPU only
+when nobody else wants it, and a waking load generator always preempts them. The judge, its load
+generator and the engines put themselves back to normal scheduling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+
+def online_cpus() -> list[int]:
+    """The host's CPUs, not this process's affinity (a pinned Dagster worker must not shrink them)."""
+    try:
+        text = Path("/sys/devices/system/cpu/online").read_text().strip()
+    except OSError:
+        return list(range(os.cpu_count() or 1))
+    cpus: list[int] = []
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.extend(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def split_cpus(cpus: list[int] | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Disjoint (engine, load generator) CPU sets: up to 2 for the engine, the rest for the load."""
+    cpus = sorted(cpus if cpus is not None else online_cpus())
+    if len(cpus) < 2:
+        return tuple(cpus), tuple(cpus)
+    engine = min(2, len(cpus) // 2)
+    return tuple(cpus[-engine:]), tuple(cpus[:-engine])
+
+
+def background(cpus: tuple[int, ...] | None = None) -> None:
+    """Off the engines' CPUs and SCHED_IDLE (inherited by children, e.g. Dagster run workers)."""
+    os.sched_setaffinity(0, cpus or split_cpus()[1])
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+
+
+def foreground(cpus: tuple[int, ...] | None = None) -> None:
+    """Normal scheduling at nice 0 (needs root to leave SCHED_IDLE or lower a nice value)."""
+    if cpus:
+        os.sched_setaffinity(0, cpus)
+    with contextlib.suppress(OSError):
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+
+
+@contextlib.contextmanager
+def placed(cpus: tuple[int, ...]):
+    """Run a block in the foreground on ``cpus``, then restore this process's placement."""
+    affinity = os.sched_getaffinity(0)
+    policy = os.sched_getscheduler(0)
+    nice = os.getpriority(os.PRIO_PROCESS, 0)
+    foreground(cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, affinity)
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, policy, os.sched_param(0))
+            os.setpriority(os.PRIO_PROCESS, 0, nice)

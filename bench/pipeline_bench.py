@@ -38,7 +38,7 @@ def main() -> None:
     from quantcraft_dagster.judge import cpus
 
     cpus.background()  # this process polls the instance: keep it off the engine's CPU
-    svc = services.Services(port=3987)
+    svc = services.Services(port=3987, leaderboard_port=8987)
     svc.start()
     try:
         svc.wait_ready()

@@ -229,6 +229,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     try:
         svc.wait_ready()
         print(f"Dagster webserver {svc.url} and daemon running; state in {services.settings.home()}")
+        print(f"Leaderboard {svc.leaderboard_url}")
         if args.demo:
             build = services.PROJECT / "examples" / "engines" / "build"
             before = len(_status_rows()[0])
@@ -247,6 +248,18 @@ def _cmd_up(args: argparse.Namespace) -> int:
         return 0
     finally:
         svc.stop()
+
+
+def _cmd_contestants(args: argparse.Namespace) -> int:
+    from leaderboard_app import contestants
+
+    try:
+        token = contestants.add(_bucket(), args.name)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"contestant {args.name} added; upload token (shown once, stored hashed):\n{token}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,6 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="file name in the bucket (default: the binary's)")
     p.add_argument("binary")
     p.set_defaults(func=_cmd_submit)
+
+    p = sub.add_parser("contestants", help="manage contestants")
+    csub = p.add_subparsers(dest="action", required=True)
+    add = csub.add_parser("add", help="create a contestant and print its upload token")
+    add.add_argument("name")
+    add.set_defaults(func=_cmd_contestants)
 
     p = sub.add_parser("status", help="every submission's stage and score, and the standings")
     p.add_argument("--json", action="store_true")

@@ -76,8 +76,8 @@ def _bin(name: str) -> str:
 class Services:
     """The webserver and the daemon as child processes, logs under $QUANTCRAFT_HOME/logs."""
 
-    def __init__(self, port: int = 3000, host: str = "127.0.0.1") -> None:
-        self.port, self.host = port, host
+    def __init__(self, port: int = 3000, host: str = "127.0.0.1", leaderboard_port: int = 8000) -> None:
+        self.port, self.host, self.leaderboard_port = port, host, leaderboard_port
         self.env = prepare()
         self.procs: dict[str, subprocess.Popen] = {}
 
@@ -85,7 +85,11 @@ class Services:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
-    def start(self, daemon: bool = True, webserver: bool = True) -> None:
+    @property
+    def leaderboard_url(self) -> str:
+        return f"http://{self.host}:{self.leaderboard_port}"
+
+    def start(self, daemon: bool = True, webserver: bool = True, leaderboard: bool = True) -> None:
         logs = settings.home() / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         workspace = str(PROJECT / "workspace.yaml")
@@ -102,6 +106,12 @@ class Services:
             ]
         if daemon:
             commands["daemon"] = [_bin("dagster-daemon"), "run", "-w", workspace]
+        if leaderboard:
+            self.env["QUANTCRAFT_DAGSTER_URL"] = self.url
+            commands["leaderboard"] = [
+                _bin("uvicorn"), "--factory", "leaderboard_app.app:app_factory",
+                "--host", self.host, "--port", str(self.leaderboard_port), "--no-access-log",
+            ]  # fmt: skip
 
         off_engine = split_cpus()[1]
         for name, cmd in commands.items():
@@ -124,11 +134,16 @@ class Services:
                     raise RuntimeError(
                         f"dagster {name} exited ({proc.returncode}); see {settings.home()}/logs"
                     )
-            if "webserver" not in self.procs:
-                return
+            probes = {
+                "webserver": f"{self.url}/server_info",
+                "leaderboard": f"{self.leaderboard_url}/api/leaderboard",
+            }
             try:
-                with urllib.request.urlopen(f"{self.url}/server_info", timeout=2):
-                    return
+                for name, url in probes.items():
+                    if name in self.procs:
+                        with urllib.request.urlopen(url, timeout=2):
+                            pass
+                return
             except OSError:
                 time.sleep(0.5)
         raise TimeoutError(f"Dagster webserver not up on {self.url} after {timeout:.0f} s")

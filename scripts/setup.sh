@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(bubblewrap gcc make util-linux procps python3-venv)
+SYSTEM_PACKAGES=(bubblewrap gcc make util-linux procps python3-venv chromium)
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -36,7 +36,7 @@ def wait_for(predicate, timeout: float, what: str):
 def platform(tmp_path, monkeypatch):
     monkeypatch.setenv("QUANTCRAFT_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("QUANTCRAFT_PROFILE", "quick")
-    svc = services.Services(port=free_port())
+    svc = services.Services(port=free_port(), leaderboard_port=free_port())
     svc.start()
     svc.wait_ready()
     yield svc

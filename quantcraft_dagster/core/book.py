@@ -2,8 +2,10 @@
 
 Every engine is judged against this code, so it favours plain data structures that are easy to
 audit: per symbol, a dict of price level -> FIFO deque per side and a heap of level prices (lazy:
-prices of emptied levels are dropped when they reach the top). Resting orders are two-item lists
-``[order_id, remaining]`` mutated in place so partial fills keep their queue position.
+prices of emptied levels are dropped when they reach the top, and a price is never in a heap
+twice, so memory stays bounded by the live book on arbitrarily long traces). Resting orders are
+two-item lists ``[order_id, remaining]`` mutated in place so partial fills keep their queue
+position.
 """
 
 from __future__ import annotations
@@ -34,13 +36,14 @@ Level = list[list[int]]
 class SymbolBook:
     """One instrument's two sides."""
 
-    __slots__ = ("ask_heap", "asks", "bid_heap", "bids")
+    __slots__ = ("ask_heap", "asks", "bid_heap", "bids", "in_heap")
 
     def __init__(self) -> None:
         self.bids: dict[int, deque[list]] = {}
         self.asks: dict[int, deque[list]] = {}
         self.bid_heap: list[int] = []  # negated prices
         self.ask_heap: list[int] = []
+        self.in_heap: set[int] = set()  # heap keys present (bids negated, so no clash with asks)
 
     def l2(self) -> tuple[Level, Level]:
         """Aggregated resting quantity per level, best first: (bids, asks)."""
@@ -80,9 +83,9 @@ class ReferenceEngine:
             book = self.books[order.symbol] = SymbolBook()
         limit = order.price if kind == LIMIT else None
         if order.side == BUY:
-            fills, remaining = self._match(book.asks, book.ask_heap, 1, limit, qty)
+            fills, remaining = self._match(book.asks, book.ask_heap, book.in_heap, 1, limit, qty)
         else:
-            fills, remaining = self._match(book.bids, book.bid_heap, -1, limit, qty)
+            fills, remaining = self._match(book.bids, book.bid_heap, book.in_heap, -1, limit, qty)
         if remaining == 0:
             return Report(order.order_id, FILLED, fills)
         if kind == MARKET:
@@ -94,6 +97,7 @@ class ReferenceEngine:
         self,
         levels: dict[int, deque[list]],
         heap: list[int],
+        in_heap: set[int],
         sign: int,
         limit: int | None,
         qty: int,
@@ -105,7 +109,7 @@ class ReferenceEngine:
             price = heap[0] * sign
             queue = levels.get(price)
             if queue is None:
-                heapq.heappop(heap)
+                in_heap.discard(heapq.heappop(heap))
                 continue
             if limit is not None and (price > limit if sign == 1 else price < limit):
                 break
@@ -120,7 +124,7 @@ class ReferenceEngine:
                     del resting[record[0]]
             if not queue:
                 del levels[price]
-                heapq.heappop(heap)
+                in_heap.discard(heapq.heappop(heap))
         return tuple(fills), qty
 
     def _rest(self, book: SymbolBook, order: Order, remaining: int) -> None:
@@ -134,7 +138,9 @@ class ReferenceEngine:
         queue = levels.get(price)
         if queue is None:
             queue = levels[price] = deque()
-            heapq.heappush(heap, key)
+            if key not in book.in_heap:
+                book.in_heap.add(key)
+                heapq.heappush(heap, key)
         queue.append(record)
         self.resting[order.order_id] = (order.symbol, order.side, price, record)
 

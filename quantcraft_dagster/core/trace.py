@@ -110,7 +110,10 @@ def generate(spec: PhaseSpec) -> Iterator[Order]:
                 order = Order(seq, order_id, symbol, MARKET, side, None, qty)
         report = engine.process(order)
         if report.status == RESTING:
-            candidates[symbol].append(order_id)
+            live = candidates[symbol]
+            live.append(order_id)
+            if len(live) > 2 * len(engine.resting) + 1024:  # drop filled ids: memory tracks the book
+                live[:] = [oid for oid in live if engine.is_resting(oid)]
         yield order
 
 

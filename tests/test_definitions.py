@@ -1,0 +1,83 @@
+"""The code location loads as Dagster's own tools load it, and judging retries only the judge."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+import assets.submission as submission_assets
+from quantcraft_dagster.judge.judging import InfrastructureError
+from resources import BucketResource, DuckDBResource, JudgingResource, SandboxResource
+from resources.io_manager import BucketJSONIOManager
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_workspace_loads_with_dagster_cli(tmp_path):
+    env = {"DAGSTER_HOME": str(tmp_path), "QUANTCRAFT_HOME": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"}
+    dagster = Path(sys.executable).parent / "dagster"
+    proc = subprocess.run(
+        [str(dagster), "definitions", "validate", "-w", str(ROOT / "workspace.yaml")],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.fixture
+def resources(tmp_path):
+    bucket = BucketResource(backend="local", root=str(tmp_path / "bucket"))
+    return {
+        "bucket": bucket,
+        "io_manager": BucketJSONIOManager(bucket=bucket),
+        "sandbox": SandboxResource(),
+        "judging": JudgingResource(profile="quick", report_timeout_s=2.0, health_timeout_s=3.0),
+        "duckdb": DuckDBResource(),
+    }
+
+
+def _judge_partition(resources, binary: Path, partition: str = "p1"):
+    import orjson
+
+    client = resources["bucket"].client()
+    info = client.put_file(f"submissions/t/{binary.name}", binary)
+    etag = client.head(info.key).etag
+    manifest = {
+        "key": info.key, "etag": etag, "contestant": "t", "filename": binary.name,
+        "modified": 1.0, "size": info.size, "partition": partition,
+    }  # fmt: skip
+    client.put_bytes(f"intake/{partition}.json", orjson.dumps(manifest))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("submissions", [partition])
+        result = dg.materialize(
+            [submission_assets.submission_binary, submission_assets.raw_telemetry],
+            partition_key=partition,
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+        retries = [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+        return result, retries
+
+
+def test_infrastructure_failures_are_retried(resources, engines, monkeypatch):
+    calls = []
+
+    def broken_judge(*args, **kwargs):
+        calls.append(1)
+        raise InfrastructureError("load generator failed (simulated)")
+
+    monkeypatch.setattr(submission_assets, "judge_binary", broken_judge)
+    result, retries = _judge_partition(resources, engines / "engine")
+    assert not result.success
+    assert len(calls) == 3 and len(retries) == 2  # first try + 2 retries, then the run fails
+
+
+def test_an_engine_crash_is_a_verdict_not_a_retry(resources, engines):
+    result, retries = _judge_partition(resources, engines / "crash_mid_phase")
+    assert result.success and retries == []
+    verdict = result.output_for_node("raw_telemetry")
+    assert verdict["status"] == "failed" and "SIGABRT" in verdict["reason"]

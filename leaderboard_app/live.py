@@ -101,7 +101,7 @@ class Tail:
             board.scores[r.partition_key] = record
             row = board.stages.setdefault(r.partition_key, {"partition": r.partition_key})
             row.update(stage=record.get("status"), contestant=record.get("contestant"), updated=r.timestamp,
-                       final=record.get("final"))  # fmt: skip
+                       final=record.get("final"), reason=record.get("reason"))  # fmt: skip
             messages.append({"type": "final_score", "score": record})
             scored = True
         if scored:

@@ -8,6 +8,7 @@ import socket
 import time
 
 import dagster as dg
+import httpx2 as httpx
 import pytest
 
 from quantcraft_dagster import lifecycle, services
@@ -64,7 +65,15 @@ def test_uploads_are_judged_through_the_daemon_and_survive_a_daemon_crash(platfo
     text.write_text("not an engine")
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
-    submit("alice", engines / "engine")
+    from leaderboard_app import contestants
+
+    token = contestants.add(BucketResource.from_env().client(), "alice")
+    upload = httpx.post(  # alice uploads through the leaderboard, the others through the CLI
+        f"{platform.leaderboard_url}/api/submissions",
+        files={"file": ("engine", (engines / "engine").read_bytes())},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert upload.status_code == 201, upload.text
     submit("bob", engines / "never_cancel")
     submit("eve", text)
     submit("zed", empty)
@@ -98,6 +107,8 @@ def test_uploads_are_judged_through_the_daemon_and_survive_a_daemon_crash(platfo
         runs = instance.get_runs(dg.RunsFilter(job_name=lifecycle.JOB_NAME))
         assert len({r.tags["dagster/partition"] for r in runs}) == len(runs) == 4
     assert_nothing_left()
+    board = httpx.get(f"{platform.leaderboard_url}/api/leaderboard").json()["leaderboard"]
+    assert [r["contestant"] for r in board] == ["alice", "bob"]  # eve and zed were rejected
 
     # Stop everything and start again: nothing lost, nothing judged again.
     platform.stop()

@@ -30,7 +30,8 @@ async function load(token) {
   const phases = m.phases || {};
   for (const [name, ph] of Object.entries(phases)) {
     const tr = document.createElement("tr");
-    [name, ph.orders, ph.exact, ph.p50_us, ph.p90_us, ph.p99_us, ph.p999_us, ph.orders_per_s].forEach((v) => cell(tr, fmt(v, 1)));
+    [name, ph.orders, ph.exact].forEach((v) => cell(tr, v));
+    [ph.p50_us, ph.p90_us, ph.p99_us, ph.p999_us, ph.orders_per_s].forEach((v) => cell(tr, fmt(v, 1)));
     body.appendChild(tr);
   }
   const windows = Object.values(phases).flatMap((ph, i) => (ph.windows || []).map((w) => ({ ...w, phase: i })));

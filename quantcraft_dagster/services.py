@@ -115,6 +115,8 @@ class Services:
 
         off_engine = split_cpus()[1]
         for name, cmd in commands.items():
+            if name in self.procs and self.procs[name].poll() is None:
+                continue  # already running: never orphan a live child by starting a twin
             log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child for its lifetime
             self.procs[name] = subprocess.Popen(
                 cmd,

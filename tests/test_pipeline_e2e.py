@@ -86,7 +86,7 @@ def test_uploads_are_judged_through_the_daemon_and_survive_a_daemon_crash(platfo
     os.kill(platform.procs["daemon"].pid, signal.SIGKILL)  # the daemon crashes mid-way
     platform.procs.pop("daemon").wait()
     time.sleep(2)
-    platform.start(daemon=True, webserver=False)
+    platform.start()  # only the daemon is down, so only the daemon starts
 
     def all_terminal():
         states = read_states()

@@ -151,8 +151,7 @@ async def ws_stream(websocket: WebSocket) -> None:
         init = {"type": "init", "leaderboard": board.leaderboard(), "recent": board.recent()}
         await websocket.send_text(orjson.dumps(init).decode())
         while True:
-            message = await queue.get()
-            await websocket.send_text(orjson.dumps(message).decode())
+            await websocket.send_text(await queue.get())
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:

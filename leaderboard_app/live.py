@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
+import orjson
 
 from quantcraft_dagster import lifecycle
 from quantcraft_dagster.core.standings import rank
@@ -34,8 +35,18 @@ class Board:
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _ranked: list[dict[str, Any]] | None = None
+
+    def changed(self) -> None:
+        self._ranked = None
 
     def leaderboard(self) -> list[dict[str, Any]]:
+        """Ranked once per change, then shared by every request and every new browser."""
+        if self._ranked is None:
+            self._ranked = self._rank()
+        return self._ranked
+
+    def _rank(self) -> list[dict[str, Any]]:
         return [
             {
                 "rank": s.rank,
@@ -95,17 +106,22 @@ class Tail:
             board.metrics[r.partition_key] = _meta(r.asset_materialization)
             messages.append({"type": "metric_update", "partition": r.partition_key,
                              "metrics": board.metrics[r.partition_key]})  # fmt: skip
-        scored = False
+        scored = []
         for r in self._fetch("score", self.instance.fetch_materializations, lifecycle.SCORE_ASSET):
             record = _meta(r.asset_materialization)
             board.scores[r.partition_key] = record
             row = board.stages.setdefault(r.partition_key, {"partition": r.partition_key})
             row.update(stage=record.get("status"), contestant=record.get("contestant"), updated=r.timestamp,
                        final=record.get("final"), reason=record.get("reason"))  # fmt: skip
-            messages.append({"type": "final_score", "score": record})
-            scored = True
+            scored.append(record)
         if scored:
-            messages.append({"type": "leaderboard", "leaderboard": board.leaderboard()})
+            board.changed()
+            standing = {row["contestant"]: row for row in board.leaderboard()}
+            # Each score carries its contestant's standing: browsers move one row, never reload 2,000.
+            messages += [
+                {"type": "final_score", "score": rec, "standing": standing.get(rec.get("contestant"))}
+                for rec in scored
+            ]
         return messages
 
 
@@ -120,14 +136,17 @@ class Hub:
         self.queues.add(queue)
         return queue
 
+    # Messages are serialised once and the same text goes to every browser.
+
     def unsubscribe(self, queue: asyncio.Queue) -> None:
         self.queues.discard(queue)
 
     def publish(self, messages: list[dict[str, Any]]) -> None:
+        texts = [orjson.dumps(m).decode() for m in messages]
         for queue in list(self.queues):
-            for message in messages:
+            for text in texts:
                 with contextlib.suppress(asyncio.QueueFull):
-                    queue.put_nowait(message)
+                    queue.put_nowait(text)
 
 
 class Follower:

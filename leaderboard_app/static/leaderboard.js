@@ -22,6 +22,14 @@ function renderBoard(rows) {
     body.appendChild(tr);
   }
 }
+// A new score moves one contestant to the rank the server computed; the rows in between shift.
+let board = [];
+function moveRow(standing) {
+  board = board.filter((r) => r.contestant !== standing.contestant);
+  board.splice(standing.rank - 1, 0, standing);
+  board.forEach((r, i) => { r.rank = i + 1; });
+  renderBoard(board);
+}
 const recent = new Map();
 function renderRecent() {
   const body = document.querySelector("#recent tbody");
@@ -39,8 +47,8 @@ function renderRecent() {
   }
 }
 QC.on((msg) => {
-  if (msg.type === "init") { renderBoard(msg.leaderboard); msg.recent.forEach((s) => recent.set(s.partition, s)); renderRecent(); }
-  if (msg.type === "leaderboard") renderBoard(msg.leaderboard);
+  if (msg.type === "init") { board = msg.leaderboard; renderBoard(board); msg.recent.forEach((s) => recent.set(s.partition, s)); renderRecent(); }
+  if (msg.type === "final_score" && msg.standing) moveRow(msg.standing);
   if (msg.type === "status_update") { recent.set(msg.submission.partition, msg.submission); renderRecent(); }
   if (msg.type === "final_score") {
     const s = recent.get(msg.score.partition) || { partition: msg.score.partition };

@@ -100,7 +100,7 @@ def main() -> None:
     start = time.perf_counter()
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "uvicorn"), "--factory", "leaderboard_app.app:app_factory",
-         "--port", str(port), "--log-level", "warning"],
+         "--port", str(port), "--log-level", "warning", "--timeout-graceful-shutdown", "5"],
         cwd=ROOT, env=env, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (8192, 8192)),
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"

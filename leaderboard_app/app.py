@@ -143,18 +143,32 @@ async def api_upload(request: Request) -> Response:
 
 
 async def ws_stream(websocket: WebSocket) -> None:
+    """Push every change; a reader task notices a closed browser at once (not at the next send)."""
     state = websocket.app.state
     await websocket.accept()
     queue = state.hub.subscribe()
+
+    async def until_closed() -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            while True:
+                await websocket.receive_text()
+
+    closed = asyncio.create_task(until_closed())
     try:
         board: Board = state.board
         init = {"type": "init", "leaderboard": board.leaderboard(), "recent": board.recent()}
         await websocket.send_text(orjson.dumps(init).decode())
-        while True:
-            await websocket.send_text(await queue.get())
+        while not closed.done():
+            getter = asyncio.create_task(queue.get())
+            done, _ = await asyncio.wait({getter, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            await websocket.send_text(getter.result())
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
+        closed.cancel()
         state.hub.unsubscribe(queue)
 
 

@@ -111,6 +111,7 @@ class Services:
             commands["leaderboard"] = [
                 _bin("uvicorn"), "--factory", "leaderboard_app.app:app_factory",
                 "--host", self.host, "--port", str(self.leaderboard_port), "--no-access-log",
+                "--timeout-graceful-shutdown", "5",
             ]  # fmt: skip
 
         off_engine = split_cpus()[1]

@@ -8,6 +8,7 @@ loop cannot outrun it.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import os
 import signal
@@ -39,7 +40,7 @@ def _read_int_field(path: Path, key: str) -> int:
     return 0
 
 
-class Cgroup:
+class Cgroup(abc.ABC):
     """One engine's cgroup across the controllers the hierarchy offers."""
 
     version: int
@@ -80,14 +81,14 @@ class Cgroup:
             with contextlib.suppress(OSError):
                 d.rmdir()
 
-    def _freeze(self, frozen: bool) -> None:  # pragma: no cover - overridden
-        pass
+    @abc.abstractmethod
+    def _freeze(self, frozen: bool) -> None: ...
 
-    def oom_killed(self) -> bool:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def oom_killed(self) -> bool: ...
 
-    def memory_peak(self) -> int:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def memory_peak(self) -> int: ...
 
 
 class CgroupV1(Cgroup):
@@ -130,15 +131,7 @@ class CgroupV1(Cgroup):
             _write(self.freezer / "freezer.state", "FROZEN" if frozen else "THAWED")
 
     def oom_killed(self) -> bool:
-        return _read_int_field(self.mem / "memory.oom_control", "oom_kill") > 0 or (
-            int((self.mem / "memory.failcnt").read_text() or 0) > 0
-            and _read_int_field(self.mem / "memory.oom_control", "under_oom") >= 0
-            and self._hit_limit()
-        )
-
-    def _hit_limit(self) -> bool:
-        memsw = self.mem / "memory.memsw.failcnt"
-        return memsw.exists() and int(memsw.read_text() or 0) > 0
+        return _read_int_field(self.mem / "memory.oom_control", "oom_kill") > 0
 
     def memory_peak(self) -> int:
         return int((self.mem / "memory.max_usage_in_bytes").read_text())

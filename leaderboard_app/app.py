@@ -185,7 +185,8 @@ def create_app(dagster_home: str | None = None, bucket=None, dagster_url: str | 
         app.state.dagster_url = dagster_url or os.environ.get(
             "QUANTCRAFT_DAGSTER_URL", "http://127.0.0.1:3000"
         )
-        follower = Follower(Tail(instance, app.state.board), app.state.hub)
+        poll_s = float(os.environ.get("QUANTCRAFT_LEADERBOARD_POLL_S", "0.2"))  # well inside the 1 s promise
+        follower = Follower(Tail(instance, app.state.board), app.state.hub, interval=poll_s)
         await asyncio.to_thread(follower.poll)  # rebuild the whole state before serving
         task = asyncio.create_task(follower.run())
         try:

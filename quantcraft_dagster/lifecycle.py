@@ -13,11 +13,12 @@ from typing import Any
 
 import dagster as dg
 
+from .core.verdict import FAILED, TERMINAL
+
 LIFECYCLE_ASSET = dg.AssetKey("submission_lifecycle")
 SCORE_ASSET = dg.AssetKey("score")
 JOB_NAME = "judge_submission"
 PARTITIONS = "submissions"
-TERMINAL = ("finished", "failed", "rejected")
 
 
 def intake_key(partition: str) -> str:
@@ -73,6 +74,6 @@ def states(instance: dg.DagsterInstance) -> dict[str, SubmissionState]:
             continue
         state.run_id, state.run_status = run.run_id, run.status.value
         if run.status == dg.DagsterRunStatus.FAILURE and state.stage not in TERMINAL:
-            state.stage = "failed"
+            state.stage = FAILED
             state.detail = {"reason": "the judging run failed (infrastructure); see the run's logs"}
     return out

@@ -130,29 +130,23 @@ class _Conn(WSListener):
     def refill(self) -> None:
         """Top the window up in one write (phase A: window 1, so strictly sequential)."""
         k = min(self.window - self.inflight, len(self.seqs) - self.n_sent)
-        if k <= 0 or self.failure is not None or self.raw is None:
-            return
+        if k > 0 and self.failure is None and self.raw is not None:
+            self._send(self.n_sent + k, perf_counter_ns())
+
+    def send_due(self, upto: int, now: int) -> None:
+        """Open loop: send every owned order up to position ``upto`` at once."""
+        if self.failure is None and self.raw is not None and upto > self.n_sent:
+            self._send(upto, now)
+
+    def _send(self, end: int, now: int) -> None:
+        """Stamp and write the owned orders from ``n_sent`` up to ``end`` in one write."""
         start = self.n_sent
-        end = start + k
-        now = perf_counter_ns()
         sent = self.phase.sent
         for seq in self.seqs[start:end]:
             sent[seq] = now
         self.n_sent = end
-        self.inflight += k
-        self.raw.write(self.frames[start] if k == 1 else b"".join(self.frames[start:end]))
-
-    def send_due(self, upto: int, now: int) -> None:
-        """Open loop: send every owned order up to position ``upto`` at once."""
-        if self.failure is not None or self.raw is None or upto <= self.n_sent:
-            return
-        start = self.n_sent
-        sent = self.phase.sent
-        for seq in self.seqs[start:upto]:
-            sent[seq] = now
-        self.inflight += upto - start
-        self.n_sent = upto
-        self.raw.write(b"".join(self.frames[start:upto]))
+        self.inflight += end - start
+        self.raw.write(self.frames[start] if end - start == 1 else b"".join(self.frames[start:end]))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         now = perf_counter_ns()

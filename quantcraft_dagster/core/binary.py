@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 
 MAX_BINARY_BYTES = 50 * 1024 * 1024
+HEADER_BYTES = 64  # the ELF64 file header
 
 _MACHINES = {
     3: "x86 (32-bit)",
@@ -50,15 +51,14 @@ def check_size(size: int, max_bytes: int = MAX_BINARY_BYTES) -> None:
         raise Rejected(f"file is {size / 2**20:.1f} MiB, over the {max_bytes // 2**20} MiB limit")
 
 
-def validate(data: bytes, max_bytes: int = MAX_BINARY_BYTES) -> BinaryInfo:
-    """Accept an x86-64 ELF executable or raise :class:`Rejected` with a specific reason."""
-    size = len(data)
-    check_size(size, max_bytes)
+def check_header(data: bytes) -> int:
+    """The rules the ELF file header alone decides (its first ``HEADER_BYTES``), so an upload can be
+    refused while it is still arriving; returns the ELF type."""
     if data[:2] == b"#!":
         raise Rejected("a script (starts with #!), not a compiled ELF executable")
     if data[:4] != b"\x7fELF":
         raise Rejected("not an ELF file (no \\x7fELF magic): upload a compiled Linux binary")
-    if len(data) < 64 or data[4] != 2:
+    if len(data) < HEADER_BYTES or data[4] != 2:
         raise Rejected("32-bit or truncated ELF: the judge runs 64-bit x86-64 executables only")
     if data[5] != 1:
         raise Rejected("big-endian ELF: the judge runs little-endian x86-64 executables only")
@@ -71,6 +71,14 @@ def validate(data: bytes, max_bytes: int = MAX_BINARY_BYTES) -> BinaryInfo:
             e_type, f"ELF type {e_type}"
         )
         raise Rejected(f"{kind}, not an executable")
+    return e_type
+
+
+def validate(data: bytes, max_bytes: int = MAX_BINARY_BYTES) -> BinaryInfo:
+    """Accept an x86-64 ELF executable or raise :class:`Rejected` with a specific reason."""
+    size = len(data)
+    check_size(size, max_bytes)
+    e_type = check_header(data[:HEADER_BYTES])
     segments = _program_headers(data)
     has_interp = any(p_type == _PT_INTERP for p_type, _, _ in segments)
     if e_type == _ET_EXEC:

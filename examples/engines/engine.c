@@ -1,5 +1,5 @@
 /*
- * QuantCraft example contestant engine (protocol version 1, /work/shared/PROTOCOL.md).
+ * QuantCraft example contestant engine (protocol version 1.1, docs/protocol.md).
  *
  * One file, C11 + glibc only, single-threaded, non-blocking sockets + epoll.
  *   ./engine --port PORT        (else env QC_PORT, else 8080), listens on 127.0.0.1
@@ -46,7 +46,7 @@ enum {
     V_MEMORY_BOMB, V_TMP_FILL, V_CANARY_CONNECT, V_CANARY_FILE, V_KILL_OTHERS,
     V_NEVER_HEALTHY, V_CRASH_MID_PHASE, V_HANG_MID_PHASE, V_STDERR_FLOOD,
     V_BIG_FRAME, V_INVALID_JSON, V_UNKNOWN_ORDERS, V_DAEMONIZE, V_WRITE_APP,
-    V_SLOW, V_TRIVIAL
+    V_WRITE_ROOT, V_SLOW, V_TRIVIAL
 };
 #if defined(VARIANT_LIFO_PRIORITY)
 #  define VARIANT V_LIFO_PRIORITY
@@ -102,6 +102,9 @@ enum {
 #elif defined(VARIANT_WRITE_APP)
 #  define VARIANT V_WRITE_APP
 #  define VARIANT_NAME "write_app"
+#elif defined(VARIANT_WRITE_ROOT)
+#  define VARIANT V_WRITE_ROOT
+#  define VARIANT_NAME "write_root"
 #elif defined(VARIANT_SLOW)
 #  define VARIANT V_SLOW
 #  define VARIANT_NAME "slow"
@@ -935,21 +938,38 @@ static void daemonize(void) {
     }
     if (p > 0) waitpid(p, NULL, 0);
 }
+/* Opens path with flags and writes PWNED; prints the outcome, returns 1 if the write went through. */
+static int try_write(const char *who, const char *path, int flags) {
+    int fd = open(path, flags | O_WRONLY | O_CLOEXEC, 0644);
+    if (fd < 0) { fprintf(stderr, "%s: open %s failed: %s\n", who, path, strerror(errno)); return 0; }
+    ssize_t w = write(fd, "PWNED", 5);
+    fprintf(stderr, "%s: wrote %s: %s\n", who, path, w == 5 ? "ok" : strerror(errno));
+    close(fd);
+    return w == 5;
+}
 static void write_app(const char *argv0) {
-    const char *paths[] = { "/app/pwned", "/proc/self/exe", argv0 };
-    for (int i = 0; i < 3; i++) {
-        int fd = i == 0 ? open(paths[i], O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
-                        : open(paths[i], O_WRONLY | O_APPEND | O_CLOEXEC);
-        if (fd < 0) { fprintf(stderr, "write_app: open %s failed: %s\n", paths[i], strerror(errno)); continue; }
-        ssize_t w = write(fd, "PWNED", 5);
-        fprintf(stderr, "write_app: wrote %s: %s\n", paths[i], w == 5 ? "ok" : strerror(errno));
-        close(fd);
+    try_write("write_app", "/app/pwned", O_CREAT | O_TRUNC);
+    try_write("write_app", "/proc/self/exe", O_APPEND);
+    try_write("write_app", argv0, O_APPEND);
+}
+/* Everything but /tmp must be read-only: a file created anywhere else escapes the 100 MiB cap.
+ * /tmp is the control (it must work, or the other failures prove nothing). */
+static void write_root(void) {
+    const char *paths[] = { "/pwned", "/usr/pwned", "/etc/pwned", "/app/pwned", "/dev/pwned", "/dev/shm/pwned" };
+    int escaped = 0;
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
+        escaped += try_write("write_root", paths[i], O_CREAT | O_EXCL);
+    try_write("write_root", "/tmp/pwned", O_CREAT | O_EXCL);
+    if (escaped) {
+        fprintf(stderr, "write_root: FAIL: wrote %d file(s) outside /tmp\n", escaped);
+        exit(3);
     }
 }
 
 static void variant_startup(const char *argv0) {
     if (VARIANT == V_DAEMONIZE) daemonize();
     if (VARIANT == V_WRITE_APP) write_app(argv0);
+    if (VARIANT == V_WRITE_ROOT) write_root();
 }
 
 /* Called after each order's report was queued; n counts orders so far. */

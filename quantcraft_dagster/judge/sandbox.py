@@ -1,9 +1,10 @@
 """Sandboxes that run an untrusted engine with no network and hard limits.
 
 One interface, :class:`Sandbox`; the bubblewrap backend is the embedded default. The engine sees a
-read-only system, ``/app`` holding only its binary, a 100 MiB tmpfs ``/tmp``, its own loopback and
-nothing else. It runs as uid 65534 in new user, pid, net, ipc, uts and cgroup namespaces, inside a
-cgroup that bounds memory, pids and CPUs. Stopping it always ends every process it started.
+read-only root, ``/app`` holding only its binary, a 100 MiB tmpfs ``/tmp`` (the only writable
+place), its own loopback and nothing else. It runs as uid 65534 in new user, pid, net, ipc, uts and
+cgroup namespaces, inside a cgroup that bounds memory, pids and CPUs. Stopping it always ends every
+process it started.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ NOBODY = 65534
 
 @dataclass(frozen=True, slots=True)
 class SandboxLimits:
-    """PROTOCOL.md section 1 limits; ``cpus`` are the engine's dedicated CPUs."""
+    """docs/protocol.md section 1 limits; ``cpus`` are the engine's dedicated CPUs."""
 
     memory_bytes: int = 4 * 2**30
     pids: int = 256
@@ -96,6 +97,7 @@ class EngineExit:
     stderr_bytes: int
     memory_peak: int
     leftover_pids: list[int] = field(default_factory=list)
+    cpu_ns: int = 0  # CPU time of the engine's processes (cgroup accounting)
 
     def describe(self) -> str:
         if self.oom_killed:
@@ -174,6 +176,9 @@ class BubblewrapEngine:
             "--dev", "/dev",
             "--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp",
             "--ro-bind", str(app), "/app",
+            # Everything but /tmp read-only, or a file outside /tmp escapes its 100 MiB cap (/dev
+            # holds an unbounded tmpfs /dev/shm; its device nodes are separate mounts and stay usable).
+            "--remount-ro", "/", "--remount-ro", "/dev",
             "--chdir", "/app",
             "--setenv", "PATH", "/usr/local/bin:/usr/bin:/bin",
             "--setenv", "HOME", "/tmp",
@@ -225,6 +230,7 @@ class BubblewrapEngine:
         leftovers = sorted(self.cgroup.pids()) if not emptied else []
         oom = self.cgroup.oom_killed()
         peak = self.cgroup.memory_peak()
+        cpu_ns = self.cgroup.cpu_ns()
         self.cgroup.remove()
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.stopped = True
@@ -236,6 +242,7 @@ class BubblewrapEngine:
             stderr_bytes=self.stderr.total,
             memory_peak=peak,
             leftover_pids=leftovers,
+            cpu_ns=cpu_ns,
         )
 
 

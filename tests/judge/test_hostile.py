@@ -160,3 +160,11 @@ def test_cannot_write_into_app(engines, judge_hostile):
     v = judge_hostile(engines / "write_app")
     assert v.status == "finished"
     assert "Read-only file system" in v.stderr_tail or "Permission denied" in v.stderr_tail
+
+
+def test_root_is_read_only_but_tmp_is_writable(engines, judge_hostile):
+    v = judge_hostile(engines / "write_root")
+    assert v.status == "finished", f"{v.reason}\n{v.stderr_tail}"
+    for path in ("/pwned", "/usr/pwned", "/etc/pwned", "/app/pwned", "/dev/pwned", "/dev/shm/pwned"):
+        assert f"open {path} failed: Read-only file system" in v.stderr_tail, v.stderr_tail
+    assert "write_root: wrote /tmp/pwned: ok" in v.stderr_tail

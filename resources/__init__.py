@@ -62,7 +62,7 @@ class BucketResource(dg.ConfigurableResource):
 
 
 class SandboxResource(dg.ConfigurableResource):
-    """Sandbox backend and limits (PROTOCOL.md section 1) and the CPU split of this host."""
+    """Sandbox backend and limits (docs/protocol.md section 1) and the CPU split of this host."""
 
     backend: str = "bubblewrap"
     memory_bytes: int = 4 * 2**30

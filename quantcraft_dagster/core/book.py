@@ -1,4 +1,4 @@
-"""Reference engine: price-time priority exactly as PROTOCOL.md section 4.
+"""Reference engine: price-time priority exactly as docs/protocol.md section 4.
 
 Every engine is judged against this code, so it favours plain data structures that are easy to
 audit: per symbol, a dict of price level -> FIFO deque per side and a heap of level prices (lazy:

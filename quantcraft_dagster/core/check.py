@@ -87,7 +87,7 @@ def check_phase(
     """Compare the report received for each order (``None``: none came) with the reference.
 
     ``tainted`` orders count as wrong whatever their report says: the engine sent a stray frame
-    (unknown order, extra report) while they were awaited (PROTOCOL.md section 6).
+    (unknown order, extra report) while they were awaited (docs/protocol.md section 6).
     """
     n = len(orders)
     if not (len(expected) == len(received) == n):

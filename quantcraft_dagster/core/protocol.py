@@ -1,4 +1,4 @@
-"""Protocol v1 messages (PROTOCOL.md section 3) and their exact wire encoding.
+"""Protocol v1.1 messages (docs/protocol.md section 3) and their exact wire encoding.
 
 Prices travel as JSON numbers but compare as fixed-point ticks (``round(price * 10000)``), so
 every price inside the platform is an ``int`` of ticks and only the wire sees decimals.

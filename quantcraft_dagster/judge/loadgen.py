@@ -233,7 +233,7 @@ def _http_get(port: int, path: str, timeout: float) -> tuple[int, bytes]:
 
 
 def wait_healthy(plan: LoadPlan) -> tuple[bool, float, str | None]:
-    """Poll ``/health`` every 100 ms until 200 or the deadline (PROTOCOL.md section 2)."""
+    """Poll ``/health`` every 100 ms until 200 or the deadline (docs/protocol.md section 2)."""
     start = time.monotonic()
     last = "no answer"
     while time.monotonic() - start < plan.health_timeout_s:

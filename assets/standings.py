@@ -5,19 +5,24 @@ import orjson
 
 from quantcraft_dagster import lifecycle
 from quantcraft_dagster.core.standings import rank
-from resources import BucketResource
+from resources import BucketResource, ScoringResource
 
 
 @dg.asset(group_name="standings", deps=[lifecycle.SCORE_ASSET], kinds={"json"})
-def standings(context: dg.AssetExecutionContext, bucket: BucketResource) -> dg.MaterializeResult:
-    """Ranked contestants, written to ``standings.json``; the top ten in the metadata."""
-    table = rank(lifecycle.scores(context.instance).values())
+def standings(
+    context: dg.AssetExecutionContext, bucket: BucketResource, scoring: ScoringResource
+) -> dg.MaterializeResult:
+    """Ranked contestants under the contest's ranking policy, written to ``standings.json``; the
+    top ten in the metadata ("=" marks a rank shared within the judge's noise)."""
+    table = rank(lifecycle.scores(context.instance).values(), scoring.ranking())
     rows = [
-        {"rank": s.rank, "contestant": s.contestant, "submissions": s.submissions, **s.best} for s in table
+        {"rank": s.rank, "tied": s.tied, "contestant": s.contestant, "submissions": s.submissions, **s.best}
+        for s in table
     ]
     bucket.client().put_bytes("standings.json", orjson.dumps(rows))
     top = "\n".join(
-        f"| {r['rank']} | {r['contestant']} | {r['final']:.2f} | {r['partition']} |" for r in rows[:10]
+        f"| {'=' if r['tied'] else ''}{r['rank']} | {r['contestant']} | {r['final']:.2f} | {r['partition']} |"
+        for r in rows[:10]
     )
     return dg.MaterializeResult(
         metadata={

@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 
 from quantcraft_dagster.core import trace
 from quantcraft_dagster.core.binary import Rejected, check_size, validate
-from quantcraft_dagster.core.metrics import PhaseMetrics, phase_metrics
-from quantcraft_dagster.core.scoring import Scores, score_phases
-from quantcraft_dagster.core.verdict import REJECTED, rejected
+from quantcraft_dagster.core.metrics import phase_metrics
+from quantcraft_dagster.core.trial import summarize
+from quantcraft_dagster.core.verdict import rejected
 from quantcraft_dagster.judge.judging import TELEMETRY_COLUMNS, InfrastructureError, judge_binary
 from quantcraft_dagster.lifecycle import LIFECYCLE_ASSET, intake_key
-from resources import BucketResource, DuckDBResource, JudgingResource, SandboxResource
+from resources import BucketResource, DuckDBResource, JudgingResource, SandboxResource, ScoringResource
 
 from .traces import expected_reports
 
@@ -96,6 +96,7 @@ def submission_binary(context: dg.AssetExecutionContext, bucket: BucketResource)
 TELEMETRY_SCHEMA = pa.schema(
     [
         ("phase", pa.string()),
+        ("trial", pa.int8()),
         ("connection", pa.int16()),
         ("seq", pa.int32()),
         ("order_id", pa.string()),
@@ -127,6 +128,7 @@ def raw_telemetry(
     bucket: BucketResource,
     sandbox: SandboxResource,
     judging: JudgingResource,
+    scoring: ScoringResource,
 ):
     """Judge the binary (fresh sandbox per phase) and keep one row per order as Parquet.
 
@@ -134,7 +136,7 @@ def raw_telemetry(
     Only a failure of the judge itself is retried; an engine's crash is a verdict.
     """
     client = bucket.client()
-    config = judging.config(sandbox)
+    config = judging.config(sandbox, scoring)
     columns = {name: [] for name in TELEMETRY_COLUMNS}
     if not submission_binary["valid"]:
         verdict = rejected(submission_binary["reason"]).to_obj()
@@ -150,7 +152,7 @@ def raw_telemetry(
             path = Path(tmp, "engine")
             client.download(submission_binary["binary_key"], path)
             try:
-                result = judge_binary(path, config, progress)
+                result = judge_binary(path, config, progress, sandbox.sandbox(config))
             except InfrastructureError as exc:
                 context.log.error(f"judge infrastructure failure, will retry: {exc}")
                 raise dg.RetryRequested(max_retries=2, seconds_to_wait=5) from exc
@@ -166,17 +168,13 @@ def raw_telemetry(
     yield dg.Output(
         verdict, metadata={"status": verdict["status"], "reason": verdict["reason"], "rows": table.num_rows}
     )
-    expected_rows = 0 if verdict["status"] == REJECTED else _orders_in_profile(config.profile)
-    unique = len(set(zip(columns["phase"], columns["seq"], strict=True)))
+    expected_rows = sum(p["orders"] for p in verdict["phases"].values())
+    unique = len(set(zip(columns["phase"], columns["trial"], columns["seq"], strict=True)))
     yield dg.AssetCheckResult(
         check_name="telemetry_complete",
         passed=table.num_rows == expected_rows == unique,
         metadata={"rows": table.num_rows, "expected_rows": expected_rows, "unique_orders": unique},
     )
-
-
-def _orders_in_profile(profile: str) -> int:
-    return sum(spec.orders for spec in trace.PROFILES[profile].phases.values())
 
 
 def _read_telemetry(client, key: str, con, query: str):
@@ -191,23 +189,32 @@ def _read_telemetry(client, key: str, con, query: str):
 def metrics(
     context: dg.AssetExecutionContext, raw_telemetry: dict, bucket: BucketResource, duckdb: DuckDBResource
 ) -> dg.Output:
-    """Per phase: p50/p90/p99/p99.9, orders/s, error rate and per-second windows."""
+    """Per phase and trial from the telemetry: corrected and service latency, send lag, orders/s,
+    error rate and per-second windows; per phase, the medians over trials (``core.trial``)."""
     with duckdb.connect() as con:
         cols = _read_telemetry(
             bucket.client(),
             raw_telemetry["telemetry_key"],
             con,
-            "SELECT phase, intended_ns, recv_ns, exact FROM t ORDER BY phase, seq",
+            "SELECT phase, trial, intended_ns, sent_ns, recv_ns, exact FROM t ORDER BY phase, trial, seq",
         )
     value: dict[str, Any] = {}
     for phase in trace.PHASES:
-        mask = cols["phase"] == phase
-        if mask.any():
-            m = phase_metrics(
-                cols["intended_ns"][mask], cols["recv_ns"][mask], np.asarray(cols["exact"][mask])
+        runs = []
+        for trial in np.unique(cols["trial"][cols["phase"] == phase]):
+            mask = (cols["phase"] == phase) & (cols["trial"] == trial)
+            runs.append(
+                phase_metrics(
+                    cols["intended_ns"][mask],
+                    cols["sent_ns"][mask],
+                    cols["recv_ns"][mask],
+                    np.asarray(cols["exact"][mask]),
+                )
             )
-            value[phase] = m.to_obj()
-    meta = {f"{p}_{k}": v[k] for p, v in value.items() for k in ("p50_us", "p99_us", "orders_per_s")}
+        if runs:
+            value[phase] = {**summarize(runs).to_obj(), "trials": [m.to_obj() for m in runs]}
+    keys = ("p50_us", "p99_us", "service_p99_us", "send_lag_p99_us", "orders_per_s")
+    meta = {f"{p}_{k}": v[k] for p, v in value.items() for k in keys}
     return dg.Output(value, metadata={k: v for k, v in meta.items() if v is not None})
 
 
@@ -264,11 +271,11 @@ def score(
     metrics: dict,
     correctness: dict,
 ) -> dg.Output:
-    """The submission's verdict and score; its metadata is what the leaderboard shows."""
-    phases = {p: PhaseMetrics.from_obj(m) for p, m in metrics.items()}
-    scores = score_phases(phases, correctness["exact"], correctness["orders"])
-    if raw_telemetry["status"] == REJECTED:
-        scores = Scores(0.0, 0.0, 0.0, 0.0)
+    """What the judge decided, as the leaderboard shows it: the verdict's scores (scored once, in
+    ``core``, with the organiser's configuration), their range over trials, and the public
+    reason; nothing private (divergences, stderr) goes into this record or its metadata."""
+    verdict_scores = raw_telemetry["scores"] or {}
+    engine_b = raw_telemetry["phases"].get("B", {})
     value = {
         "partition": context.partition_key,
         "contestant": submission_binary["contestant"],
@@ -277,9 +284,14 @@ def score(
         "status": raw_telemetry["status"],
         "reason": raw_telemetry["reason"],
         "profile": raw_telemetry.get("profile"),
-        **scores.to_obj(),
+        "traces": raw_telemetry.get("traces"),
+        **{k: verdict_scores.get(k, 0.0) for k in ("latency", "throughput", "correctness", "final")},
+        "final_range": raw_telemetry.get("scores_range", {}).get("final"),
+        "fully_correct": correctness["orders"] > 0 and correctness["exact"] == correctness["orders"],
         "p99_us": metrics.get("C", {}).get("p99_us"),
         "orders_per_s": metrics.get("B", {}).get("orders_per_s"),
+        "client_limited": engine_b.get("client_limited", False),
+        "cpu_us_per_order": engine_b.get("cpu_us_per_order"),
     }
     stage(context, value["status"], reason=value["reason"], final=value["final"])
     return dg.Output(value, metadata={k: v for k, v in value.items() if v is not None})

@@ -16,7 +16,7 @@ from assets.standings import standings
 from assets.submission import correctness, metrics, raw_telemetry, score, submission_binary, submissions
 from assets.traces import expected_reports, order_trace
 from quantcraft_dagster.lifecycle import JOB_NAME, LIFECYCLE_ASSET
-from resources import BucketResource, DuckDBResource, JudgingResource, SandboxResource
+from resources import BucketResource, DuckDBResource, JudgingResource, SandboxResource, ScoringResource
 from resources.io_manager import BucketJSONIOManager
 from sensors import REJECTED_UPLOADS, build_standings_sensor, build_submission_sensor
 
@@ -57,5 +57,6 @@ defs = dg.Definitions(
         "sandbox": SandboxResource(),
         "judging": JudgingResource(profile=os.environ.get("QUANTCRAFT_PROFILE", "standard")),
         "duckdb": DuckDBResource(),
+        "scoring": ScoringResource(),
     },
 )

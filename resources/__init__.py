@@ -6,11 +6,14 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from quantcraft_dagster import settings
+from quantcraft_dagster.core.scoring import RankingConfig, ScoringConfig
 from quantcraft_dagster.judge.cpus import split_cpus
+from quantcraft_dagster.judge.docker_sandbox import SANDBOX_IMAGE, DockerSandbox
 from quantcraft_dagster.judge.judging import JudgeConfig
+from quantcraft_dagster.judge.sandbox import BubblewrapSandbox, Sandbox
 from quantcraft_dagster.storage.bucket import Bucket, LocalBucket, S3Bucket
 
 
@@ -64,15 +67,55 @@ class BucketResource(dg.ConfigurableResource):
 class SandboxResource(dg.ConfigurableResource):
     """Sandbox backend and limits (docs/protocol.md section 1) and the CPU split of this host."""
 
-    backend: str = "bubblewrap"
+    # bubblewrap (embedded default) or docker (production: QUANTCRAFT_SANDBOX=docker in compose).
+    backend: str = Field(default_factory=lambda: os.environ.get("QUANTCRAFT_SANDBOX", "bubblewrap"))
+    docker_image: str = SANDBOX_IMAGE
     memory_bytes: int = 4 * 2**30
     pids: int = 256
     engine_cpus: list[int] = Field(default_factory=list)
     loadgen_cpus: list[int] = Field(default_factory=list)
+    _run_id: str = PrivateAttr(default="")
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._run_id = context.run_id or ""  # Docker sandboxes are labelled with the run judging them
 
     def cpus(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         engine, loadgen = split_cpus()
         return tuple(self.engine_cpus) or engine, tuple(self.loadgen_cpus) or loadgen
+
+    def sandbox(self, config: JudgeConfig) -> Sandbox:
+        if self.backend == "docker":
+            return DockerSandbox.for_config(config, self.docker_image, self._run_id)
+        if self.backend == "bubblewrap":
+            return BubblewrapSandbox(config.sandbox_limits())
+        raise dg.Failure(f"unknown sandbox backend {self.backend!r}: use 'bubblewrap' or 'docker'")
+
+
+_SEED = ScoringConfig()
+
+
+class ScoringResource(dg.ConfigurableResource):
+    """The organiser's scoring and ranking for this contest: one home, read by the judge (which
+    scores once, in ``core``) and by the standings. Defaults are the seed's."""
+
+    latency_weight: float = _SEED.latency_weight
+    throughput_weight: float = _SEED.throughput_weight
+    correctness_weight: float = _SEED.correctness_weight
+    latency_slope: float = _SEED.latency_slope
+    throughput_k: float = _SEED.throughput_k
+    ranking_policy: str = RankingConfig().policy
+
+    def config(self) -> ScoringConfig:
+        return ScoringConfig(
+            latency_weight=self.latency_weight,
+            throughput_weight=self.throughput_weight,
+            correctness_weight=self.correctness_weight,
+            latency_slope=self.latency_slope,
+            throughput_k=self.throughput_k,
+        )
+
+    def ranking(self) -> RankingConfig:
+        return RankingConfig(self.ranking_policy)
 
 
 class JudgingResource(dg.ConfigurableResource):
@@ -84,9 +127,7 @@ class JudgingResource(dg.ConfigurableResource):
     health_timeout_s: float = 30.0
     phase_time_limit_s: float = 120.0
 
-    def config(self, sandbox: SandboxResource) -> JudgeConfig:
-        if sandbox.backend != "bubblewrap":
-            raise dg.Failure(f"sandbox backend {sandbox.backend!r} is not available on this host")
+    def config(self, sandbox: SandboxResource, scoring: ScoringResource) -> JudgeConfig:
         engine, loadgen = sandbox.cpus()
         return JudgeConfig(
             profile=self.profile,
@@ -98,6 +139,7 @@ class JudgingResource(dg.ConfigurableResource):
             report_timeout_s=self.report_timeout_s,
             health_timeout_s=self.health_timeout_s,
             phase_time_limit_s=self.phase_time_limit_s,
+            scoring=scoring.config(),
         )
 
 

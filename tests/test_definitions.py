@@ -11,7 +11,7 @@ import pytest
 
 import assets.submission as submission_assets
 from quantcraft_dagster.judge.judging import InfrastructureError
-from resources import BucketResource, DuckDBResource, JudgingResource, SandboxResource
+from resources import BucketResource, DuckDBResource, JudgingResource, SandboxResource, ScoringResource
 from resources.io_manager import BucketJSONIOManager
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,10 +36,14 @@ def resources(tmp_path):
         "sandbox": SandboxResource(),
         "judging": JudgingResource(profile="quick", report_timeout_s=2.0, health_timeout_s=3.0),
         "duckdb": DuckDBResource(),
+        "scoring": ScoringResource(),
     }
 
 
-def _judge_partition(resources, binary: Path, partition: str = "p1"):
+JUDGING = [submission_assets.submission_binary, submission_assets.raw_telemetry]
+
+
+def _judge_partition(resources, binary: Path, partition: str = "p1", selection=JUDGING):
     import orjson
 
     client = resources["bucket"].client()
@@ -53,7 +57,7 @@ def _judge_partition(resources, binary: Path, partition: str = "p1"):
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("submissions", [partition])
         result = dg.materialize(
-            [submission_assets.submission_binary, submission_assets.raw_telemetry],
+            selection,
             partition_key=partition,
             resources=resources,
             instance=instance,
@@ -81,3 +85,29 @@ def test_an_engine_crash_is_a_verdict_not_a_retry(resources, engines):
     assert result.success and retries == []
     verdict = result.output_for_node("raw_telemetry")
     assert verdict["status"] == "failed" and "SIGABRT" in verdict["reason"]
+
+
+def test_the_score_asset_records_the_judges_scores_for_the_organisers_config(resources, engines):
+    scoring = ScoringResource(
+        latency_weight=0.2, throughput_weight=0.2, correctness_weight=0.6, latency_slope=35.0
+    )
+    every = [
+        submission_assets.submission_binary,
+        submission_assets.raw_telemetry,
+        submission_assets.metrics,
+        submission_assets.correctness,
+        submission_assets.score,
+    ]
+    result, _ = _judge_partition(
+        {**resources, "scoring": scoring}, engines / "lifo_priority", selection=every
+    )
+    assert result.success
+    verdict, score = result.output_for_node("raw_telemetry"), result.output_for_node("score")
+    s = verdict["scores"]
+    assert s["final"] == pytest.approx(
+        0.2 * s["latency"] + 0.2 * s["throughput"] + 0.6 * s["correctness"], abs=1e-2
+    )
+    assert {k: score[k] for k in s} == s
+    assert score["final_range"] == verdict["scores_range"]["final"]
+    assert score["fully_correct"] is False and score["correctness"] < 100
+    assert "A-" not in score["reason"] and "divergence" not in score["reason"]  # public: no order ids

@@ -1,5 +1,10 @@
 """Latency and throughput figures from per-order timestamps.
 
+Every order has three judge-clock stamps: intended (when it was due), sent and received. Three
+distributions follow: corrected latency (received − intended; what the engine is charged, so a
+stalled engine cannot hide the orders queued behind it), service latency (received − sent) and
+send lag (sent − intended; the judge's own lateness, which decides whether a trial counts).
+
 Percentiles are exact nearest-rank values (sorting, rank ``ceil(p·N/100)`` in exact arithmetic):
 an observed latency, never an interpolation. An order that got no report has infinite latency,
 so a p99 can't hide lost orders: if more than 1 % are lost, p99 is unbounded.
@@ -41,26 +46,37 @@ class PhaseMetrics:
     orders_per_s: float | None
     error_rate: float
     windows: list[Window] = field(default_factory=list)
+    service_p99_us: float | None = None
+    send_lag_p50_us: float | None = None
+    send_lag_p99_us: float | None = None
+    send_rate: float | None = None  # achieved sending rate (open loop: compared with the target)
+    cpu_us_per_order: float | None = None  # engine CPU time (its cgroup) per order
+    client_busy: float | None = None  # load generator CPU time / wall time of the replay
+    client_limited: bool = False
 
     def to_obj(self) -> dict[str, Any]:
         """JSON shape; unbounded percentiles become ``None`` (JSON has no infinity)."""
         obj = asdict(self)
-        for key in ("p50_us", "p90_us", "p99_us", "p999_us"):
+        for key in _LATENCIES:
             value = obj[key]
             obj[key] = None if value is None or not np.isfinite(value) else round(value, 3)
-        if obj["orders_per_s"] is not None:
-            obj["orders_per_s"] = round(obj["orders_per_s"], 1)
+        for key in ("orders_per_s", "send_rate", "cpu_us_per_order", "client_busy"):
+            if obj[key] is not None:
+                obj[key] = round(obj[key], 3)
         return obj
 
     @classmethod
     def from_obj(cls, obj: dict[str, Any]) -> PhaseMetrics:
         """Inverse of :meth:`to_obj`; a ``None`` percentile of a phase with orders was unbounded."""
         fields = dict(obj)
-        for key in ("p50_us", "p90_us", "p99_us", "p999_us"):
-            if fields[key] is None and fields["orders"]:
+        for key in _LATENCIES:
+            if fields.get(key, 0) is None and fields["orders"]:
                 fields[key] = math.inf
         fields["windows"] = [Window(**w) for w in fields.get("windows", [])]
         return cls(**fields)
+
+
+_LATENCIES = ("p50_us", "p90_us", "p99_us", "p999_us", "service_p99_us", "send_lag_p50_us", "send_lag_p99_us")
 
 
 def latencies_us(start_ns: np.ndarray, recv_ns: np.ndarray) -> np.ndarray:
@@ -70,20 +86,35 @@ def latencies_us(start_ns: np.ndarray, recv_ns: np.ndarray) -> np.ndarray:
     return lat
 
 
-def phase_metrics(start_ns: np.ndarray, recv_ns: np.ndarray, exact: np.ndarray) -> PhaseMetrics:
-    """Figures for one phase; ``start_ns`` is the send time, or the intended one when open loop."""
-    n = len(start_ns)
+def phase_metrics(
+    intended_ns: np.ndarray,
+    sent_ns: np.ndarray,
+    recv_ns: np.ndarray,
+    exact: np.ndarray,
+    cpu_ns: int | None = None,
+    client_busy: float | None = None,
+) -> PhaseMetrics:
+    """Figures for one run of a phase; closed-loop phases have ``intended_ns == sent_ns``."""
+    n = len(intended_ns)
     answered_mask = recv_ns != 0
     answered = int(answered_mask.sum())
     exact_count = int(np.asarray(exact, dtype=bool).sum())
     if n == 0:
         return PhaseMetrics(0, 0, 0, 0, None, None, None, None, None, 0.0)
-    lat = latencies_us(start_ns, recv_ns)
-    p50, p90, p99, p999 = nearest_rank(lat, PERCENTILES)
+    p50, p90, p99, p999 = nearest_rank(latencies_us(intended_ns, recv_ns), PERCENTILES)
     rate = 0.0  # a phase that ran but got nothing back measured zero, not "missing"
     if answered:
-        span_ns = int(recv_ns[answered_mask].max()) - int(start_ns.min())
+        span_ns = int(recv_ns[answered_mask].max()) - int(intended_ns.min())
         rate = answered * NS_PER_S / span_ns if span_ns > 0 else None
+    sent_mask = sent_ns != 0
+    lag_p50 = lag_p99 = send_rate = None
+    if sent_mask.any():
+        lag = (sent_ns[sent_mask] - intended_ns[sent_mask]).astype(np.float64) / 1_000.0
+        lag_p50, lag_p99 = nearest_rank(lag, (50.0, 99.0))
+        sent = sent_ns[sent_mask]
+        sent_span = int(sent.max()) - int(sent.min())
+        send_rate = (len(sent) - 1) * NS_PER_S / sent_span if sent_span > 0 else None
+    service = latencies_us(np.where(sent_mask, sent_ns, intended_ns), recv_ns)
     return PhaseMetrics(
         orders=n,
         answered=answered,
@@ -95,7 +126,13 @@ def phase_metrics(start_ns: np.ndarray, recv_ns: np.ndarray, exact: np.ndarray) 
         p999_us=p999,
         orders_per_s=rate,
         error_rate=(n - exact_count) / n,
-        windows=per_second(start_ns, recv_ns),
+        windows=per_second(intended_ns, recv_ns),
+        service_p99_us=nearest_rank(service, (99.0,))[0],
+        send_lag_p50_us=lag_p50,
+        send_lag_p99_us=lag_p99,
+        send_rate=send_rate,
+        cpu_us_per_order=cpu_ns / 1_000 / n if cpu_ns is not None else None,
+        client_busy=client_busy,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 
@@ -84,3 +85,63 @@ def score_phases(
         return None if m is None or m.orders == 0 else getattr(m, attr)
 
     return score(measured("C", "p99_us"), measured("B", "orders_per_s"), exact, orders, cfg)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoredTrials:
+    """The verdict's scores: each component the median over trial sets, and every set's range."""
+
+    scores: Scores
+    ranges: dict[str, tuple[float, float]]
+    per_trial: list[Scores]
+
+    def ranges_obj(self) -> dict[str, list[float]]:
+        return {k: [round(lo, 3), round(hi, 3)] for k, (lo, hi) in self.ranges.items()}
+
+
+def score_trials(trials: Mapping[str, list[PhaseMetrics]], cfg: ScoringConfig | None = None) -> ScoredTrials:
+    """Score every trial set (phase A with the i-th trial of B and of C) with the seed formula,
+    then take the median of each component; the final score is the seed formula of those medians.
+
+    A phase with fewer trials than the others (the engine failed and the judge stopped early)
+    lends its last trial to the remaining sets.
+    """
+    cfg = cfg or ScoringConfig()
+    sets = max((len(runs) for runs in trials.values()), default=0) or 1
+    per_trial = []
+    for i in range(sets):
+        chosen = {phase: runs[min(i, len(runs) - 1)] for phase, runs in trials.items() if runs}
+        exact = sum(m.exact for m in chosen.values())
+        orders = sum(m.orders for m in chosen.values())
+        per_trial.append(score_phases(chosen, exact, orders, cfg))
+    lat, thr, cor = (
+        statistics.median(getattr(s, name) for s in per_trial)
+        for name in ("latency", "throughput", "correctness")
+    )
+    final = cfg.latency_weight * lat + cfg.throughput_weight * thr + cfg.correctness_weight * cor
+    scores = Scores(lat, thr, cor, final)
+    ranges = {}
+    for name in ("latency", "throughput", "correctness", "final"):
+        values = [getattr(s, name) for s in per_trial] + [getattr(scores, name)]
+        ranges[name] = (min(values), max(values))
+    return ScoredTrials(scores, ranges, per_trial)
+
+
+RANKING_POLICIES = ("correct_first", "composite")
+
+
+@dataclass(frozen=True, slots=True)
+class RankingConfig:
+    """How the standings order contestants; the final score itself is always the seed formula.
+
+    ``correct_first``: an engine with any wrong report ranks below every fully correct one, then
+    by final score within each group. ``composite``: the final score alone. In both, entries whose
+    final-score ranges over trials overlap share a rank (tied within the judge's noise), and the
+    engine's CPU time per order breaks what the final score leaves equal.
+    """
+
+    policy: str = "correct_first"
+
+    def __post_init__(self) -> None:
+        if self.policy not in RANKING_POLICIES:
+            raise ValueError(f"unknown ranking policy {self.policy!r}: use one of {RANKING_POLICIES}")

@@ -45,8 +45,11 @@ class PhaseSpec:
 
 @dataclass(frozen=True, slots=True)
 class Profile:
+    """A judging's shape; ``trials`` is how many counted runs phases B and C each get."""
+
     name: str
     phases: dict[str, PhaseSpec]
+    trials: int = 3
 
 
 _TEN = tuple(f"QC{i}" for i in range(10))

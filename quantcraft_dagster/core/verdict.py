@@ -12,7 +12,8 @@ from typing import Any
 
 from .check import Divergence, PhaseCheck
 from .metrics import PhaseMetrics
-from .scoring import Scores, ScoringConfig, score_phases
+from .scoring import Scores, ScoringConfig, score_trials
+from .trial import summarize
 
 FINISHED, FAILED, REJECTED = "finished", "failed", "rejected"
 TERMINAL = (FINISHED, FAILED, REJECTED)
@@ -20,7 +21,10 @@ TERMINAL = (FINISHED, FAILED, REJECTED)
 
 @dataclass(slots=True)
 class PhaseOutcome:
-    """What one phase measured and, if it went wrong, why."""
+    """What one run of a phase (phase A, or one trial of B or C) measured and why it failed.
+
+    ``problem`` is public: it names no order, fill or book (those are the owner's diagnostics).
+    """
 
     phase: str
     metrics: PhaseMetrics
@@ -29,15 +33,23 @@ class PhaseOutcome:
     engine_exit: str = ""
     protocol_errors: list[str] = field(default_factory=list)
     protocol_error_count: int = 0
+    trial: int = 0
 
 
 @dataclass(slots=True)
 class Verdict:
+    """One judging's outcome. ``reason`` is public; the owner alone sees divergences, book
+    problems, protocol errors and the stderr tail (``to_obj(private=True)``)."""
+
     status: str
     reason: str
     profile: str = ""
+    traces: str = ""  # "public" (published seeds) or "official" (organiser-held seeds)
     scores: Scores | None = None
+    scores_range: dict[str, list[float]] = field(default_factory=dict)
     phases: dict[str, PhaseMetrics] = field(default_factory=dict)
+    trials: dict[str, list[PhaseMetrics]] = field(default_factory=dict)
+    invalid_trials: dict[str, list[str]] = field(default_factory=dict)
     book_match: bool | None = None
     book_problems: list[str] = field(default_factory=list)
     divergences: list[Divergence] = field(default_factory=list)
@@ -46,29 +58,46 @@ class Verdict:
     engine_cpus: int | None = None
     binary: dict[str, Any] | None = None
     stderr_tail: str = ""
+    trace_versions: dict[str, str] = field(default_factory=dict)
+    calibration: dict[str, Any] | None = None
 
-    def to_obj(self, stderr: bool = True) -> dict[str, Any]:
-        """The verdict as JSON (``quantcraft judge --json`` and the assets' metadata)."""
+    def to_obj(self, private: bool = True) -> dict[str, Any]:
+        """The verdict as JSON (``quantcraft judge --json`` and the judging asset)."""
         obj: dict[str, Any] = {
             "status": self.status,
             "reason": self.reason,
             "profile": self.profile,
+            "traces": self.traces,
             "scores": self.scores.to_obj() if self.scores else None,
-            "phases": {
-                name: {k: v for k, v in m.to_obj().items() if k != "windows"}
-                for name, m in self.phases.items()
-            },
+            "scores_range": self.scores_range,
+            "phases": {name: self._phase_obj(name, m) for name, m in self.phases.items()},
             "book_match": self.book_match,
-            "book_problems": self.book_problems,
             "fill_match_ratio": self.fill_match_ratio,
-            "divergences": [d.to_obj() for d in self.divergences],
-            "protocol_errors": self.protocol_errors,
             "engine_cpus": self.engine_cpus,
             "binary": self.binary,
+            "trace_versions": self.trace_versions,
+            "calibration": self.calibration,
         }
-        if stderr:
-            obj["stderr_tail"] = self.stderr_tail
+        if private:
+            obj.update(
+                book_problems=self.book_problems,
+                divergences=[d.to_obj() for d in self.divergences],
+                protocol_errors=self.protocol_errors,
+                stderr_tail=self.stderr_tail,
+            )
         return obj
+
+    def _phase_obj(self, name: str, m: PhaseMetrics) -> dict[str, Any]:
+        invalid = self.invalid_trials.get(name, [])
+        return {
+            **_figures(m),
+            "trials": [_figures(t) for t in self.trials.get(name, [m])],
+            "invalid_trials": {"count": len(invalid), "reasons": invalid},
+        }
+
+
+def _figures(m: PhaseMetrics) -> dict[str, Any]:
+    return {k: v for k, v in m.to_obj().items() if k != "windows"}
 
 
 def rejected(reason: str) -> Verdict:
@@ -80,38 +109,45 @@ def decide(
     outcomes: list[PhaseOutcome],
     book_problems: list[str] | None,
     cfg: ScoringConfig | None = None,
+    invalid_trials: dict[str, list[str]] | None = None,
 ) -> Verdict:
-    """Status, reason and scores from the phases; p99 from phase C, orders/s from phase B."""
+    """Status, public reason and scores from every counted run: phase A once, the valid trials of
+    B and C (p99 from C, orders/s from B, each score the median over trial sets)."""
+    trials: dict[str, list[PhaseMetrics]] = {}
+    for o in outcomes:
+        trials.setdefault(o.phase, []).append(o.metrics)
+    scored = score_trials(trials, cfg)
     orders = sum(o.check.orders for o in outcomes)
     exact = sum(o.check.exact_count for o in outcomes)
-    scores = score_phases({o.phase: o.metrics for o in outcomes}, exact, orders, cfg)
     fills_expected = sum(o.check.fills_expected for o in outcomes)
     fills_matched = sum(o.check.fills_matched for o in outcomes)
-    problems = [f"phase {o.phase}: {o.problem}" for o in outcomes if o.problem]
-    divergences = [d for o in outcomes for d in o.check.divergences]
+    problems: dict[str, str] = {}
+    for o in outcomes:
+        if o.problem:
+            problems.setdefault(o.phase, f"phase {o.phase}: {o.problem}")
     if problems:
-        status, reason = FAILED, "; ".join(problems)
+        status, reason = FAILED, "; ".join(problems.values())
     else:
         status = FINISHED
-        reason = f"{exact} of {orders} reports exact"
-        if divergences:
-            d = divergences[0]
-            reason += f"; first divergence: phase {d.phase} order {d.order_id}: {d.reason}"
+        wrong = orders - exact
+        reason = f"{wrong:,} of {orders:,} reports differ" if wrong else f"all {orders:,} reports exact"
         if book_problems:
-            reason += f"; final book differs ({book_problems[0]})"
+            reason += "; the final book differs"
         stray = sum(o.protocol_error_count for o in outcomes)
         if stray:
-            first = next(e for o in outcomes for e in o.protocol_errors)
-            reason += f"; {stray} protocol errors (first: {first})"
+            reason += f"; {stray:,} protocol errors"
     return Verdict(
         status=status,
         reason=reason,
         profile=profile,
-        scores=scores,
-        phases={o.phase: o.metrics for o in outcomes},
+        scores=scored.scores,
+        scores_range=scored.ranges_obj(),
+        phases={phase: summarize(runs) for phase, runs in trials.items()},
+        trials=trials,
+        invalid_trials={p: list(r) for p, r in (invalid_trials or {}).items() if r},
         book_match=None if book_problems is None else not book_problems,
         book_problems=book_problems or [],
-        divergences=divergences[:10],
+        divergences=[d for o in outcomes for d in o.check.divergences][:10],
         fill_match_ratio=fills_matched / fills_expected if fills_expected else None,
         protocol_errors=[f"phase {o.phase}: {e}" for o in outcomes for e in o.protocol_errors][:20],
     )

@@ -90,6 +90,10 @@ class Cgroup(abc.ABC):
     @abc.abstractmethod
     def memory_peak(self) -> int: ...
 
+    @abc.abstractmethod
+    def cpu_ns(self) -> int:
+        """CPU time used by everything in the group so far (the engine's cost, free of host noise)."""
+
 
 class CgroupV1(Cgroup):
     version = 1
@@ -99,9 +103,9 @@ class CgroupV1(Cgroup):
         self.mem = self._make("memory", name)
         self.pid = self._make("pids", name)
         self.cpuset = self._make("cpuset", name)
-        freezer = root / "freezer"
-        self.freezer = self._make("freezer", name) if freezer.is_dir() else None
-        dirs = [self.mem, self.pid, self.cpuset] + ([self.freezer] if self.freezer else [])
+        self.freezer = self._make("freezer", name) if (root / "freezer").is_dir() else None
+        self.cpuacct = self._make("cpuacct", name) if (root / "cpuacct").is_dir() else None
+        dirs = [self.mem, self.pid, self.cpuset] + [d for d in (self.freezer, self.cpuacct) if d]
         super().__init__(dirs)
         _write(self.mem / "memory.limit_in_bytes", str(limits.memory_bytes))
         memsw = self.mem / "memory.memsw.limit_in_bytes"
@@ -135,6 +139,9 @@ class CgroupV1(Cgroup):
 
     def memory_peak(self) -> int:
         return int((self.mem / "memory.max_usage_in_bytes").read_text())
+
+    def cpu_ns(self) -> int:
+        return int((self.cpuacct / "cpuacct.usage").read_text()) if self.cpuacct else 0
 
 
 class CgroupV2(Cgroup):
@@ -180,6 +187,9 @@ class CgroupV2(Cgroup):
     def memory_peak(self) -> int:
         peak = self.path / "memory.peak"
         return int(peak.read_text()) if peak.exists() else 0
+
+    def cpu_ns(self) -> int:
+        return _read_int_field(self.path / "cpu.stat", "usage_usec") * 1_000
 
 
 def detect_version(root: Path = ROOT) -> int:

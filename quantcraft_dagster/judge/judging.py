@@ -16,18 +16,19 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..core import book, check, protocol, trace
-from ..core.binary import MAX_BINARY_BYTES, BinaryInfo, Rejected, validate
+from ..core.binary import MAX_BINARY_BYTES, Rejected, validate
 from ..core.book import Level
 from ..core.metrics import phase_metrics
 from ..core.protocol import Order, Report
 from ..core.scoring import ScoringConfig
+from ..core.trial import ValidityConfig, client_limited, invalid_reason
 from ..core.verdict import PhaseOutcome, Verdict, decide, rejected
 from .cpus import placed, split_cpus
 from .loadgen import LoadPlan, LoadResult
@@ -50,6 +51,8 @@ class JudgeConfig:
     memory_bytes: int = 4 * 2**30
     pids: int = 256
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    validity: ValidityConfig = field(default_factory=ValidityConfig)
+    trials: int | None = None  # trials of phases B and C; None: the profile's
     report_timeout_s: float = 5.0
     health_timeout_s: float = 30.0
     phase_time_limit_s: float = 120.0  # bounds a crawling engine; a good one needs a few seconds
@@ -60,13 +63,18 @@ class JudgeConfig:
 
 @dataclass(frozen=True, slots=True)
 class PhaseBundle:
-    """A phase's trace, its wire payloads and the reference answers, built once per process."""
+    """A phase's trace, its wire payloads and the reference answers, built once per process.
+
+    ``traces`` names the trace set ("public" or "official"); ``version`` identifies its content.
+    """
 
     spec: trace.PhaseSpec
     orders: list[Order]
     payloads: list[bytes]
     expected: list[Report]
     books: dict[str, tuple[Level, Level]]
+    traces: str = "public"
+    version: str = ""
 
 
 def cache_dir() -> Path:
@@ -85,15 +93,17 @@ def _bundle_key(spec: trace.PhaseSpec) -> str:
 def phase_bundle(profile: str, phase: str) -> PhaseBundle:
     """Built once per machine: traces are deterministic, so a disk cache keyed by code is exact."""
     spec = trace.get_spec(profile, phase)
-    path = cache_dir() / "bundles" / f"{profile}-{phase}-{_bundle_key(spec)}.pkl"
+    key = _bundle_key(spec)
+    path = cache_dir() / "bundles" / f"{profile}-{phase}-{key}.pkl"
     with (
-        contextlib.suppress(OSError, pickle.UnpicklingError, EOFError, AttributeError),
+        contextlib.suppress(OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError),
         open(path, "rb") as fh,
     ):
         return pickle.load(fh)
     orders = list(trace.generate(spec))
     expected, books = book.expected_reports(orders)
-    bundle = PhaseBundle(spec, orders, [protocol.encode_order(o) for o in orders], expected, books)
+    payloads = [protocol.encode_order(o) for o in orders]
+    bundle = PhaseBundle(spec, orders, payloads, expected, books, "public", key)
     with contextlib.suppress(OSError):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -103,18 +113,26 @@ def phase_bundle(profile: str, phase: str) -> PhaseBundle:
     return bundle
 
 
+def public_bundles(profile: str) -> dict[str, PhaseBundle]:
+    """Every phase of a public profile: what a contestant self-judges with."""
+    return {phase: phase_bundle(profile, phase) for phase in trace.PHASES}
+
+
 @dataclass(slots=True)
 class Telemetry:
     """Per-order rows of one judging, column-wise (the raw telemetry asset)."""
 
     columns: dict[str, list] = field(default_factory=lambda: {k: [] for k in TELEMETRY_COLUMNS})
 
-    def add(self, phase: str, bundle: PhaseBundle, result: LoadResult, checked: check.PhaseCheck) -> None:
+    def add(
+        self, phase: str, trial: int, bundle: PhaseBundle, result: LoadResult, checked: check.PhaseCheck
+    ) -> None:
         n = len(bundle.orders)
         conn_of = [bundle.spec.connection_of(o.symbol) for o in bundle.orders]
         zeros = [0] * n
         cols = self.columns
         cols["phase"] += [phase] * n
+        cols["trial"] += [trial] * n
         cols["connection"] += conn_of
         cols["seq"] += list(range(n))
         cols["order_id"] += [o.order_id for o in bundle.orders]
@@ -134,7 +152,7 @@ class Telemetry:
 
 
 TELEMETRY_COLUMNS = (
-    "phase", "connection", "seq", "order_id", "intended_ns", "sent_ns", "recv_ns", "status", "exact",
+    "phase", "trial", "connection", "seq", "order_id", "intended_ns", "sent_ns", "recv_ns", "status", "exact",
 )  # fmt: skip
 
 
@@ -155,60 +173,131 @@ def judge_binary(
     config: JudgeConfig | None = None,
     progress: Progress | None = None,
     sandbox: Sandbox | None = None,
+    bundles: Mapping[str, PhaseBundle] | None = None,
 ) -> JudgeResult:
-    """Validate, then judge all phases; always returns a verdict for the engine's own failures."""
+    """Validate, then judge every phase; always returns a verdict for the engine's own failures.
+
+    ``bundles`` are the traces and answers to judge with (the official ones, from the trace
+    assets, in the pipeline); by default the profile's public traces.
+    """
     config = config or JudgeConfig()
-    telemetry = Telemetry()
     try:
         info = validate(read_upload(binary))
     except Rejected as exc:
-        return JudgeResult(rejected(str(exc)), telemetry)
+        return JudgeResult(rejected(str(exc)), Telemetry())
+    bundles = bundles or public_bundles(config.profile)
     sandbox = sandbox or BubblewrapSandbox(config.sandbox_limits())
     with placed(config.loadgen_cpus):  # the judge itself stays off the engine's CPUs
-        return _judge_phases(binary, info, config, sandbox, progress)
-
-
-def _judge_phases(
-    binary: Path, info: BinaryInfo, config: JudgeConfig, sandbox: Sandbox, progress: Progress | None
-) -> JudgeResult:
-    telemetry = Telemetry()
-    outcomes: list[PhaseOutcome] = []
-    book_problems: list[str] | None = None
-    stderr_tail = ""
-    skip: str | None = None
-    for phase in trace.PHASES:
-        bundle = phase_bundle(config.profile, phase)
-        if skip is not None:
-            result, engine_exit = LoadResult(False, 0.0, skip), None
-        else:
-            result, engine_exit = run_phase(sandbox, binary, bundle, config, progress)
-        outcome = phase_outcome(phase, bundle, result, engine_exit)
-        telemetry.add(phase, bundle, result, outcome.check)
-        outcomes.append(outcome)
-        if engine_exit is not None and (outcome.problem or not stderr_tail):
-            stderr_tail = engine_exit.stderr_tail
-        if phase == "A" and result.healthy:
-            book_problems = check.compare_books(bundle.books, result.books)
-        if not result.healthy and skip is None:
-            skip = f"not run: the engine never became healthy in phase {phase}"
-    verdict = decide(config.profile, outcomes, book_problems, config.scoring)
+        result = _Judging(binary, config, sandbox, bundles, progress).run()
+    verdict = result.verdict
     verdict.binary = {"size": info.size, "sha256": info.sha256, "linkage": info.linkage}
     verdict.engine_cpus = len(config.engine_cpus)
-    verdict.stderr_tail = stderr_tail
-    return JudgeResult(verdict, telemetry)
+    verdict.traces = next(iter(bundles.values())).traces
+    verdict.trace_versions = {phase: b.version for phase, b in bundles.items()}
+    return result
+
+
+class _Judging:
+    """Phase A once, then trials of B and C interleaved (B C B C …), each on a fresh engine.
+
+    A trial the judge cannot vouch for (``core.trial.invalid_reason``) is discarded and run again;
+    after ``max_reruns`` of those the judging is an infrastructure failure, never a score. Once the
+    engine has failed, the judge finishes the round it is in and stops: the verdict is decided.
+    """
+
+    def __init__(
+        self,
+        binary: Path,
+        config: JudgeConfig,
+        sandbox: Sandbox,
+        bundles: Mapping[str, PhaseBundle],
+        progress: Progress | None,
+    ) -> None:
+        self.binary, self.config, self.sandbox, self.bundles = binary, config, sandbox, bundles
+        self.progress = progress
+        self.telemetry = Telemetry()
+        self.counted: list[PhaseOutcome] = []
+        self.invalid: dict[str, list[str]] = {}
+        self.book_problems: list[str] | None = None
+        self.stderr_tail = ""
+        self.skip: str | None = None
+
+    def run(self) -> JudgeResult:
+        self.run_once("A", 0)
+        trial_phases = [p for p in trace.PHASES if p != "A"]
+        wanted = self.config.trials or trace.PROFILES[self.config.profile].trials
+        valid = dict.fromkeys(trial_phases, 0)
+        while any(valid[p] < wanted for p in trial_phases):
+            for phase in trial_phases:
+                if valid[phase] < wanted and self.run_once(phase, valid[phase]):
+                    valid[phase] += 1
+            if self.skip or any(o.problem for o in self.counted):
+                wanted = 1
+        verdict = decide(
+            self.config.profile, self.counted, self.book_problems, self.config.scoring, self.invalid
+        )
+        verdict.stderr_tail = self.stderr_tail
+        return JudgeResult(verdict, self.telemetry)
+
+    def run_once(self, phase: str, trial: int) -> bool:
+        """One run of ``phase``; False when the judge discarded it (it is run again)."""
+        bundle = self.bundles[phase]
+        if self.skip is not None:
+            result, engine_exit = LoadResult(False, 0.0, self.skip), None
+        else:
+            result, engine_exit = run_phase(self.sandbox, self.binary, bundle, self.config, self.progress)
+        outcome = phase_outcome(phase, bundle, result, engine_exit, self.config.validity, trial)
+        engine_at_fault = outcome.problem or outcome.protocol_error_count
+        why = (
+            None
+            if engine_at_fault
+            else invalid_reason(outcome.metrics, bundle.spec.rate, self.config.validity)
+        )
+        if why is not None:
+            reasons = self.invalid.setdefault(phase, [])
+            reasons.append(why)
+            if sum(map(len, self.invalid.values())) > self.config.validity.max_reruns:
+                raise InfrastructureError(
+                    f"no valid trial of phase {phase} after re-runs: {'; '.join(reasons)}"
+                )
+            return False
+        self.telemetry.add(phase, trial, bundle, result, outcome.check)
+        self.counted.append(outcome)
+        if engine_exit is not None and (outcome.problem or not self.stderr_tail):
+            self.stderr_tail = engine_exit.stderr_tail
+        if phase == "A" and result.healthy:
+            self.book_problems = check.compare_books(bundle.books, result.books)
+        if not result.healthy and self.skip is None:
+            self.skip = f"not run: the engine never became healthy in phase {phase}"
+        return True
 
 
 def phase_outcome(
-    phase: str, bundle: PhaseBundle, result: LoadResult, engine_exit: EngineExit | None
+    phase: str,
+    bundle: PhaseBundle,
+    result: LoadResult,
+    engine_exit: EngineExit | None,
+    validity: ValidityConfig,
+    trial: int = 0,
 ) -> PhaseOutcome:
     n = len(bundle.orders)
     received = result.received or [None] * n
     missing = result.missing_reasons if result.healthy else dict.fromkeys(range(n), result.health_error or "")
     checked = check.check_phase(phase, bundle.orders, bundle.expected, received, missing, result.tainted)
     zeros = np.zeros(n, dtype=np.int64)
-    start = np.asarray(result.intended_ns, dtype=np.int64) if result.intended_ns else zeros
-    recv = np.asarray(result.recv_ns, dtype=np.int64) if result.recv_ns else zeros
-    metrics = phase_metrics(start, recv, checked.exact)
+
+    def column(values: list[int]) -> np.ndarray:
+        return np.asarray(values, dtype=np.int64) if values else zeros
+
+    metrics = phase_metrics(
+        column(result.intended_ns),
+        column(result.sent_ns),
+        column(result.recv_ns),
+        checked.exact,
+        cpu_ns=engine_exit.cpu_ns if engine_exit is not None and result.healthy else None,
+        client_busy=result.cpu_s / result.wall_s if result.wall_s > 0 else None,
+    )
+    metrics.client_limited = bundle.spec.window > 1 and client_limited(metrics, validity)
     return PhaseOutcome(
         phase,
         metrics,
@@ -217,11 +306,12 @@ def phase_outcome(
         engine_exit=engine_exit.describe() if engine_exit else "",
         protocol_errors=result.errors[:10],
         protocol_error_count=result.error_count,
+        trial=trial,
     )
 
 
 def _problem(result: LoadResult, engine_exit: EngineExit | None, answered: int, n: int) -> str | None:
-    """The one-line reason a phase failed, or None when it ran to the end."""
+    """The public one-line reason a phase failed (no order ids), or None when it ran to the end."""
     if engine_exit is not None and engine_exit.leftover_pids:
         raise InfrastructureError(f"sandbox cleanup left processes {engine_exit.leftover_pids}")
     if not result.healthy:
@@ -230,10 +320,10 @@ def _problem(result: LoadResult, engine_exit: EngineExit | None, answered: int, 
             why += f"; engine {engine_exit.describe()}"
         return why if why.startswith("not run") else f"engine never became healthy: {why}"
     if engine_exit is not None and (engine_exit.died_early or engine_exit.oom_killed):
-        return f"engine {engine_exit.describe()} after {answered} of {n} orders"
+        return f"engine {engine_exit.describe()} after {answered:,} of {n:,} orders"
     if result.missing_reasons:
         first = min(result.missing_reasons)
-        return f"{result.missing_reasons[first]} ({answered} of {n} orders answered)"
+        return f"{result.missing_reasons[first]} ({answered:,} of {n:,} orders answered)"
     return None
 
 

@@ -97,6 +97,7 @@ class EngineExit:
     stderr_bytes: int
     memory_peak: int
     leftover_pids: list[int] = field(default_factory=list)
+    cpu_ns: int = 0  # CPU time of the engine's processes (cgroup accounting)
 
     def describe(self) -> str:
         if self.oom_killed:
@@ -229,6 +230,7 @@ class BubblewrapEngine:
         leftovers = sorted(self.cgroup.pids()) if not emptied else []
         oom = self.cgroup.oom_killed()
         peak = self.cgroup.memory_peak()
+        cpu_ns = self.cgroup.cpu_ns()
         self.cgroup.remove()
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.stopped = True
@@ -240,6 +242,7 @@ class BubblewrapEngine:
             stderr_bytes=self.stderr.total,
             memory_peak=peak,
             leftover_pids=leftovers,
+            cpu_ns=cpu_ns,
         )
 
 

@@ -13,20 +13,35 @@ def test_percentiles_are_observed_values_and_losses_are_unbounded():
     start = np.arange(1000, dtype=np.int64) * 1_000_000
     lat_us = np.arange(1, 1001, dtype=np.int64)
     recv = start + lat_us * 1_000
-    m = phase_metrics(start, recv, np.ones(1000, dtype=bool))
+    m = phase_metrics(start, start, recv, np.ones(1000, dtype=bool))
     assert (m.p50_us, m.p90_us, m.p99_us, m.p999_us) == (500.0, 900.0, 990.0, 999.0)
     assert m.errors == 0 and m.answered == 1000
     assert m.orders_per_s == pytest.approx(1000 / ((999_000_000 + 1_000_000) / 1e9))
     assert [(w.second, w.orders) for w in m.windows] == [(0, 999), (1, 1)]
     recv[-20:] = 0  # 2 % lost: p99 must not look fine
-    m = phase_metrics(start, recv, np.ones(1000, dtype=bool))
+    m = phase_metrics(start, start, recv, np.ones(1000, dtype=bool))
     assert math.isinf(m.p99_us) and m.to_obj()["p99_us"] is None
     assert m.p50_us == 500.0
 
 
 def test_phase_with_no_answers_measures_zero_throughput():
-    m = phase_metrics(np.ones(5, dtype=np.int64), np.zeros(5, dtype=np.int64), np.zeros(5, dtype=bool))
+    ones = np.ones(5, dtype=np.int64)
+    m = phase_metrics(ones, ones, np.zeros(5, dtype=np.int64), np.zeros(5, dtype=bool))
     assert m.orders_per_s == 0.0 and m.error_rate == 1.0
+
+
+def test_three_distributions_separate_the_judges_lateness_from_the_engines():
+    intended = np.arange(100, dtype=np.int64) * 50_000  # 20k orders/s
+    lag = np.zeros(100, dtype=np.int64)
+    lag[::10] = 400_000  # every tenth order sent 400 µs late by the judge
+    sent = intended + lag
+    recv = sent + 20_000  # the engine always answers in 20 µs
+    m = phase_metrics(intended, sent, recv, np.ones(100, dtype=bool), cpu_ns=5_000_000, client_busy=0.5)
+    assert m.service_p99_us == 20.0  # what the engine did
+    assert m.send_lag_p50_us == 0.0 and m.send_lag_p99_us == 400.0  # what the judge did
+    assert m.p99_us == 420.0  # corrected: charged from the intended time
+    assert m.send_rate == pytest.approx(99 / ((sent.max() - sent.min()) / 1e9))
+    assert m.cpu_us_per_order == 50.0 and m.client_busy == 0.5
 
 
 def test_seed_curves():

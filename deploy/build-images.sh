@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Builds every image the production path needs, offline (no registry is ever asked):
+#   quantcraft/bookworm:minbase  debootstrap --variant=minbase bookworm, docker import
+#   quantcraft/sandbox:bookworm  glibc only: what a contestant's engine runs in
+#   quantcraft/app:latest        code location, webserver, daemon, run worker, leaderboard
+#   quantcraft/s3-standin, quantcraft/postgres-standin   with `offline`: MinIO's and Postgres's
+#                                stand-ins for deploy/compose.offline.yml
+# Idempotent: the base is imported once; docker build's cache makes an unchanged rebuild instant.
+# Prints what it built and how long each step took.
+#   bash deploy/build-images.sh            # base, sandbox and project images
+#   bash deploy/build-images.sh sandbox    # the base and the sandbox image only (sandbox tests)
+#   bash deploy/build-images.sh offline    # all of the above and the offline stand-ins
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BASE=${QUANTCRAFT_BASE_IMAGE:-quantcraft/bookworm:minbase}
+SANDBOX=${QUANTCRAFT_SANDBOX_IMAGE:-quantcraft/sandbox:bookworm}
+APP=${QUANTCRAFT_IMAGE:-quantcraft/app:latest}
+MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
+# The host's pip index (if it names one) and the CA bundle pip trusts are the build's: images
+# install from the same registry through the same TLS path (a proxy's CA included).
+PIP_INDEX=$(pip config get global.index-url 2>/dev/null || echo https://pypi.org/simple)
+PIP_CA=${PIP_CERT:-$(pip config get global.cert 2>/dev/null || echo /etc/ssl/certs/ca-certificates.crt)}
+mkdir -p .build
+cp "$PIP_CA" .build/pip-ca.pem
+export DOCKER_BUILDKIT=0  # the classic builder: no buildx plugin on Debian's docker.io
+
+timed() {
+  local what=$1 start=$SECONDS
+  shift
+  "$@"
+  echo "built $what in $((SECONDS - start)) s"
+}
+
+import_base() {
+  local root ok=0
+  root=$(mktemp -d /var/tmp/qc-rootfs.XXXXXX)
+  if debootstrap --variant=minbase bookworm "$root" "$MIRROR" >/dev/null; then
+    rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+    tar -C "$root" -c . | docker import - "$BASE" >/dev/null || ok=$?
+  else
+    ok=1
+  fi
+  rm -rf "$root"
+  return "$ok"
+}
+
+build() {  # build IMAGE DOCKERFILE: quiet on success, the builder's log on failure
+  local log
+  log=$(mktemp)
+  if ! docker build --network host --build-arg "BASE=$BASE" --build-arg "PIP_INDEX_URL=$PIP_INDEX" \
+      -t "$1" -f "$2" . >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    return 1
+  fi
+  rm -f "$log"
+}
+
+if docker image inspect "$BASE" >/dev/null 2>&1; then
+  echo "kept $BASE (already imported)"
+else
+  timed "$BASE" import_base
+fi
+what=${1:-all}
+timed "$SANDBOX" build "$SANDBOX" deploy/sandbox.Dockerfile
+if [ "$what" != sandbox ]; then
+  timed "$APP" build "$APP" deploy/Dockerfile
+fi
+if [ "$what" = offline ]; then
+  timed quantcraft/s3-standin:latest build quantcraft/s3-standin:latest deploy/s3-standin.Dockerfile
+  timed quantcraft/postgres-standin:latest build quantcraft/postgres-standin:latest deploy/postgres-standin.Dockerfile
+fi
+docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep '^quantcraft/' 

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Starts a Docker daemon for the production-path tests unless one already answers. The flags fit
+# machines with no iptables and no pullable images (this project's CI): no bridge network, the vfs
+# storage driver. A production host runs its distribution's dockerd service instead.
+set -euo pipefail
+docker info >/dev/null 2>&1 && exit 0
+command -v dockerd >/dev/null || { echo "dockerd is not installed (scripts/setup.sh installs docker.io)" >&2; exit 1; }
+nohup dockerd --iptables=false --ip6tables=false --storage-driver=vfs --bridge=none \
+  >"${DOCKERD_LOG:-/tmp/dockerd.log}" 2>&1 </dev/null &
+for _ in $(seq 60); do
+  docker info >/dev/null 2>&1 && exit 0
+  sleep 0.5
+done
+echo "dockerd did not answer within 30 s; see ${DOCKERD_LOG:-/tmp/dockerd.log}" >&2
+exit 1

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import orjson
 from starlette.applications import Starlette
-from starlette.datastructures import UploadFile
+from starlette.concurrency import run_in_threadpool
+from starlette.config import Config
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartParser
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -25,30 +27,51 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from quantcraft_dagster.core.binary import MAX_BINARY_BYTES, Rejected, check_size
+from quantcraft_dagster.core.binary import HEADER_BYTES, MAX_BINARY_BYTES, Rejected, check_header, check_size
 from quantcraft_dagster.core.intake import FILENAME_RE, PREFIX
+from quantcraft_dagster.storage.bucket import Bucket
 
 from . import contestants
-from .live import Board, Follower, Hub, Tail
+from .live import Board, Follower, Hub
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")  # autoescape on for .html
-UPLOAD_SLACK = 64 * 1024  # multipart headers around the file
+config = Config()  # the environment, read once
+DAGSTER_HOME: str | None = config("DAGSTER_HOME", default=None)
+DAGSTER_URL: str = config("QUANTCRAFT_DAGSTER_URL", default="http://127.0.0.1:3000")
+POLL_S: float = config(
+    "QUANTCRAFT_LEADERBOARD_POLL_S", cast=float, default=0.2
+)  # well inside the 1 s promise
+# Each upload in flight holds a few hundred KiB of memory and up to 50 MiB of temporary disk.
+UPLOADS_IN_FLIGHT: int = config("QUANTCRAFT_UPLOADS_IN_FLIGHT", cast=int, default=32)
+RETRY_AFTER_S = 10
+UPLOAD_LIMIT = MAX_BINARY_BYTES + 64 * 1024  # the file plus the multipart headers around it
+PRIVATE = ("divergences", "book_problems", "protocol_errors", "stderr_tail")
 
 
-def _json(data, status: int = 200) -> Response:
-    return Response(orjson.dumps(data), status_code=status, media_type="application/json")
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(data), status_code=status, media_type="application/json", headers=headers)
 
 
-def _error(status: int, message: str) -> Response:
-    return _json({"error": message}, status)
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return _json({"error": message}, status, headers)
 
 
 def _token(request: Request) -> str | None:
+    """From the Authorization header or the cookie only: a URL ends up in logs and histories."""
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip()
-    return request.cookies.get("qc_token") or request.query_params.get("token")
+    return request.cookies.get("qc_token")
+
+
+async def _owner(request: Request) -> str | None:
+    return await run_in_threadpool(contestants.authenticate, request.app.state.bucket, _token(request))
+
+
+def _stored_json(bucket: Bucket, key: str) -> Any:
+    """An asset value from the bucket, or None while the asset has not been written."""
+    return orjson.loads(bucket.get_bytes(key)) if bucket.head(key) else None
 
 
 async def leaderboard_page(request: Request) -> Response:
@@ -59,7 +82,7 @@ async def leaderboard_page(request: Request) -> Response:
 
 async def submission_page(request: Request) -> Response:
     partition = request.path_params["partition"]
-    if request.app.state.board.submission(partition) is None:
+    if request.app.state.board.state(partition) is None:
         raise HTTPException(404, "no such submission")
     return templates.TemplateResponse(
         request, "submission.html", {"partition": partition, "dagster_url": request.app.state.dagster_url}
@@ -76,26 +99,29 @@ async def api_leaderboard(request: Request) -> Response:
 
 
 async def api_submission(request: Request) -> Response:
+    """Public status, score and figures; the verdict's private diagnostics for the owner only."""
     state = request.app.state
     partition = request.path_params["partition"]
     data = state.board.submission(partition)
     if data is None:
         return _error(404, "no such submission")
-    with contextlib.suppress(Exception):  # per-phase figures and windows: the metrics asset's value
-        phases = orjson.loads(
-            await asyncio.to_thread(state.bucket.get_bytes, f"assets/metrics/{partition}.json")
-        )
+    phases = await run_in_threadpool(_stored_json, state.bucket, f"assets/metrics/{partition}.json")
+    if phases is not None:  # per-phase figures and windows: the metrics asset's value
         data["metrics"] = {"phases": phases}
-    owner = contestants.authenticate(state.bucket, _token(request))
-    contestant = (data["score"] or {}).get("contestant") or data["status"].get("contestant")
     data["private"] = None
-    if owner and owner == contestant:
-        with contextlib.suppress(Exception):
-            verdict = orjson.loads(state.bucket.get_bytes(f"assets/raw_telemetry/{partition}.json"))
-            data["private"] = {k: verdict.get(k) for k in ("divergences", "stderr_tail", "protocol_errors",
-                                                            "book_problems", "reason")}  # fmt: skip
+    if await _owner(request) == data["status"]["contestant"]:
+        verdict = await run_in_threadpool(
+            _stored_json, state.bucket, f"assets/raw_telemetry/{partition}.json"
+        )
+        data["private"] = {k: verdict.get(k) for k in PRIVATE} if verdict else None
     data["dagster_url"] = f"{state.dagster_url}/assets/score?partition={partition}"
     return _json(data)
+
+
+class _SpooledParser(MultiPartParser):
+    """Starlette's parser with the file spooled to disk past 64 KiB instead of 1 MiB."""
+
+    spool_max_size = 64 * 1024
 
 
 async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
@@ -108,37 +134,58 @@ async def _capped(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[byt
 
 
 async def api_upload(request: Request) -> Response:
-    """Multipart ``file`` (+ optional ``name``) with a contestant token; lands in their prefix."""
+    """Multipart ``file`` (+ optional ``name``) with a contestant token; lands in their prefix.
+
+    The body streams to a temporary file and from there to the bucket in bounded chunks, so an
+    upload in flight costs a small constant of memory whatever its size. The refusals that need no
+    body (declared size, uploads in flight, token) come before a byte of it is read: a client that
+    sends ``Expect: 100-continue`` hears them without sending the file.
+    """
     state = request.app.state
-    owner = contestants.authenticate(state.bucket, _token(request))
-    if owner is None:
-        return _error(401, "a valid contestant token is required (Authorization: Bearer TOKEN)")
-    limit = MAX_BINARY_BYTES + UPLOAD_SLACK
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > UPLOAD_LIMIT:
         return _error(413, f"upload over the {MAX_BINARY_BYTES // 2**20} MiB limit")
-    try:
-        parser = MultiPartParser(request.headers, _capped(request.stream(), limit), max_part_size=1024)
-        form = await parser.parse()
-    except HTTPException as exc:
-        return _error(exc.status_code, exc.detail)
+    if state.uploads.locked():
+        message = f"{state.uploads_in_flight} uploads are in progress, the most this server takes at once"
+        return _error(503, f"{message}; retry in {RETRY_AFTER_S} s", {"Retry-After": str(RETRY_AFTER_S)})
+    async with state.uploads:
+        owner = await _owner(request)
+        if owner is None:
+            return _error(401, "a valid contestant token is required (Authorization: Bearer TOKEN)")
+        parser = _SpooledParser(
+            request.headers,
+            _capped(request.stream(), UPLOAD_LIMIT),
+            max_files=1,
+            max_fields=1,
+            max_part_size=1024,
+        )
+        try:
+            form = await parser.parse()
+        except HTTPException as exc:
+            return _error(exc.status_code, exc.detail)
+        except MultiPartException as exc:
+            return _error(400, exc.message)
+        try:
+            return await _store(state.bucket, owner, form)
+        finally:
+            await form.close()
+
+
+async def _store(bucket: Bucket, owner: str, form: FormData) -> Response:
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         return _error(400, "multipart field 'file' with the engine binary is required")
     name = str(form.get("name") or upload.filename or "engine").rsplit("/", 1)[-1]
     if not FILENAME_RE.match(name):
         return _error(400, "file name must be 1-128 of A-Z a-z 0-9 . _ + - (starting alphanumeric)")
-    head = await upload.read(4)
     try:
         check_size(upload.size or 0)
-        if head != b"\x7fELF":
-            raise Rejected("not an ELF file: upload the compiled Linux x86-64 engine")
+        check_header(await upload.read(HEADER_BYTES))
     except Rejected as exc:
         return _error(400, str(exc))
     await upload.seek(0)
     key = f"{PREFIX}{owner}/{name}"
-    data = await upload.read()
-    info = await asyncio.to_thread(state.bucket.put_bytes, key, data)
+    info = await run_in_threadpool(bucket.put_stream, key, upload.file)
     return _json({"key": key, "size": info.size, "contestant": owner}, 201)
 
 
@@ -172,21 +219,32 @@ async def ws_stream(websocket: WebSocket) -> None:
         state.hub.unsubscribe(queue)
 
 
-def create_app(dagster_home: str | None = None, bucket=None, dagster_url: str | None = None) -> Starlette:
+def _env_bucket() -> Bucket:
+    """The pipeline's bucket, configured by the same environment (``quantcraft up`` passes it on)."""
+    from resources import BucketResource
+
+    return BucketResource.from_env().client()
+
+
+def create_app(
+    dagster_home: str | None = None,
+    bucket: Bucket | None = None,
+    dagster_url: str | None = None,
+    uploads_in_flight: int = UPLOADS_IN_FLIGHT,
+) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        from resources import BucketResource
-
-        home = dagster_home or os.environ["DAGSTER_HOME"]
+        home = dagster_home or DAGSTER_HOME
+        if home is None:
+            raise RuntimeError("DAGSTER_HOME must name the Dagster instance's folder")
         instance = dg.DagsterInstance.from_config(home)
-        app.state.bucket = bucket or BucketResource.from_env().client()
-        app.state.board = Board()
+        app.state.bucket = bucket if bucket is not None else _env_bucket()
+        app.state.board = Board(instance)
         app.state.hub = Hub()
-        app.state.dagster_url = dagster_url or os.environ.get(
-            "QUANTCRAFT_DAGSTER_URL", "http://127.0.0.1:3000"
-        )
-        poll_s = float(os.environ.get("QUANTCRAFT_LEADERBOARD_POLL_S", "0.2"))  # well inside the 1 s promise
-        follower = Follower(Tail(instance, app.state.board), app.state.hub, interval=poll_s)
+        app.state.dagster_url = dagster_url or DAGSTER_URL
+        app.state.uploads_in_flight = uploads_in_flight
+        app.state.uploads = asyncio.Semaphore(uploads_in_flight)
+        follower = Follower(app.state.board, app.state.hub, interval=POLL_S)
         await asyncio.to_thread(follower.poll)  # rebuild the whole state before serving
         task = asyncio.create_task(follower.run())
         try:

@@ -1,8 +1,9 @@
-"""Follows the Dagster instance by cursor and fans changes out to every connected browser.
+"""Follows the Dagster instance through the lifecycle read model and fans changes out to browsers.
 
-The instance is the only source of truth: score materializations, lifecycle observations and
-per-phase metrics are read in storage order from a cursor, so a restarted app rebuilds exactly
-the same state by reading from the start.
+The instance is the only source of truth and ``quantcraft_dagster.lifecycle`` the only reading of
+it, so the leaderboard and ``quantcraft status`` never disagree on a stage. Everything here is
+public: spectators see a submission's status, public reason and figures — never divergences,
+fills, order ids, books, protocol errors or stderr, which stay in the verdict for the owner.
 """
 
 from __future__ import annotations
@@ -10,117 +11,100 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
 import orjson
 
-from quantcraft_dagster import lifecycle
 from quantcraft_dagster.core.standings import rank
+from quantcraft_dagster.lifecycle import METRICS, SCORE, STAGE, ReadModel, SubmissionState
 
-METRICS_ASSET = dg.AssetKey("metrics")
 RECENT = 50
+# Named, not filtered: a field the judge adds to the score record stays private until listed here.
+PUBLIC_SCORE = ("partition", "contestant", "status", "reason", "final", "latency", "throughput",
+                "correctness", "p99_us", "orders_per_s", "uploaded_at", "profile")  # fmt: skip
 
 
-def _meta(event) -> dict[str, Any]:
-    return {k: v.value for k, v in (event.metadata or {}).items()}
+def public_score(state: SubmissionState) -> dict[str, Any] | None:
+    if state.score is None:
+        return None
+    return {k: state.score[k] for k in PUBLIC_SCORE if k in state.score}
 
 
-@dataclass
+def public_status(state: SubmissionState) -> dict[str, Any]:
+    final = (state.score or state.detail).get("final")
+    return {"partition": state.partition, "contestant": state.contestant, "stage": state.stage,
+            "reason": state.reason, "final": final, "updated": state.updated}  # fmt: skip
+
+
+def public_metrics(state: SubmissionState) -> dict[str, Any] | None:
+    """The metrics asset's figures (per-phase percentiles and rates): numbers only."""
+    if state.metrics is None:
+        return None
+    return {k: v for k, v in state.metrics.items() if isinstance(v, int | float)}
+
+
 class Board:
-    """Everything the pages show, rebuilt from the instance."""
+    """What the pages show, kept in step with the read model by ``poll``."""
 
-    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
-    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
-    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
-    _ranked: list[dict[str, Any]] | None = None
-
-    def changed(self) -> None:
-        self._ranked = None
+    def __init__(self, instance: dg.DagsterInstance) -> None:
+        self.model = ReadModel(instance)
+        self._ranked: list[dict[str, Any]] | None = None
 
     def leaderboard(self) -> list[dict[str, Any]]:
         """Ranked once per change, then shared by every request and every new browser."""
         if self._ranked is None:
-            self._ranked = self._rank()
+            # Ranked on the whole score records (the policy may read any field); shown public only.
+            scores = [s.score for s in list(self.model.states.values()) if s.score]
+            self._ranked = [
+                {
+                    "rank": s.rank,
+                    "contestant": s.contestant,
+                    "submissions": s.submissions,
+                    "last_update": s.last_update,
+                    **{k: s.best.get(k) for k in ("final", "latency", "throughput", "correctness", "p99_us",
+                                                   "orders_per_s", "partition")},
+                }
+                for s in rank(scores)
+            ]  # fmt: skip
         return self._ranked
 
-    def _rank(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "rank": s.rank,
-                "contestant": s.contestant,
-                "submissions": s.submissions,
-                "last_update": s.last_update,
-                **{k: s.best.get(k) for k in ("final", "latency", "throughput", "correctness", "p99_us",
-                                               "orders_per_s", "partition")},
-            }
-            for s in rank(self.scores.values())
-        ]  # fmt: skip
-
     def recent(self) -> list[dict[str, Any]]:
-        rows = sorted(self.stages.values(), key=lambda r: r.get("updated", 0), reverse=True)
-        return rows[:RECENT]
+        rows = sorted(self.model.states.values(), key=lambda s: s.updated, reverse=True)
+        return [public_status(s) for s in rows[:RECENT]]
+
+    def state(self, partition: str) -> SubmissionState | None:
+        return self.model.states.get(partition)
 
     def submission(self, partition: str) -> dict[str, Any] | None:
-        if partition not in self.stages and partition not in self.scores:
+        state = self.state(partition)
+        if state is None:
             return None
-        return {
-            "partition": partition,
-            "status": self.stages.get(partition, {}),
-            "score": self.scores.get(partition),
-            "metrics": self.metrics.get(partition),
-        }
-
-
-class Tail:
-    """Cursors over the three event streams; ``poll`` returns the browser messages for new events."""
-
-    def __init__(self, instance: dg.DagsterInstance, board: Board) -> None:
-        self.instance = instance
-        self.board = board
-        self.cursors: dict[str, str | None] = {"obs": None, "score": None, "metrics": None}
-
-    def _fetch(self, name: str, fetch: Callable, key: dg.AssetKey) -> list:
-        records = []
-        while True:
-            result = fetch(
-                dg.AssetRecordsFilter(asset_key=key), limit=500, cursor=self.cursors[name], ascending=True
-            )
-            records += result.records
-            if result.records:
-                self.cursors[name] = result.cursor
-            if not result.has_more:
-                return records
+        return {"partition": partition, "status": public_status(state), "score": public_score(state),
+                "metrics": public_metrics(state)}  # fmt: skip
 
     def poll(self) -> list[dict[str, Any]]:
-        board, messages = self.board, []
-        for r in self._fetch("obs", self.instance.fetch_observations, lifecycle.LIFECYCLE_ASSET):
-            meta = _meta(r.asset_observation)
-            row = board.stages.setdefault(r.partition_key, {"partition": r.partition_key})
-            row.update(meta, updated=r.timestamp)
-            row.setdefault("contestant", r.partition_key.rsplit("-", 2)[0])
-            messages.append({"type": "status_update", "submission": dict(row)})
-        for r in self._fetch("metrics", self.instance.fetch_materializations, METRICS_ASSET):
-            board.metrics[r.partition_key] = _meta(r.asset_materialization)
-            messages.append({"type": "metric_update", "partition": r.partition_key,
-                             "metrics": board.metrics[r.partition_key]})  # fmt: skip
-        scored = []
-        for r in self._fetch("score", self.instance.fetch_materializations, lifecycle.SCORE_ASSET):
-            record = _meta(r.asset_materialization)
-            board.scores[r.partition_key] = record
-            row = board.stages.setdefault(r.partition_key, {"partition": r.partition_key})
-            row.update(stage=record.get("status"), contestant=record.get("contestant"), updated=r.timestamp,
-                       final=record.get("final"), reason=record.get("reason"))  # fmt: skip
-            scored.append(record)
+        """The browser messages for what the read model saw since the last poll."""
+        # One message per submission and kind: the states are already the latest, however many
+        # events a poll applied to them.
+        changed: dict[str, dict[str, SubmissionState]] = {STAGE: {}, METRICS: {}, SCORE: {}}
+        for change, state in self.model.poll():
+            changed[change][state.partition] = state
+        messages: list[dict[str, Any]] = [
+            {"type": "status_update", "submission": public_status(s)} for s in changed[STAGE].values()
+        ]
+        messages += [
+            {"type": "metric_update", "partition": s.partition, "metrics": public_metrics(s)}
+            for s in changed[METRICS].values()
+        ]
+        scored = list(changed[SCORE].values())
         if scored:
-            board.changed()
-            standing = {row["contestant"]: row for row in board.leaderboard()}
+            self._ranked = None
+            standing = {row["contestant"]: row for row in self.leaderboard()}
             # Each score carries its contestant's standing: browsers move one row, never reload 2,000.
             messages += [
-                {"type": "final_score", "score": rec, "standing": standing.get(rec.get("contestant"))}
-                for rec in scored
+                {"type": "final_score", "score": public_score(s), "standing": standing.get(s.contestant)}
+                for s in scored
             ]
         return messages
 
@@ -136,12 +120,11 @@ class Hub:
         self.queues.add(queue)
         return queue
 
-    # Messages are serialised once and the same text goes to every browser.
-
     def unsubscribe(self, queue: asyncio.Queue) -> None:
         self.queues.discard(queue)
 
     def publish(self, messages: list[dict[str, Any]]) -> None:
+        """Messages are serialised once and the same text goes to every browser."""
         texts = [orjson.dumps(m).decode() for m in messages]
         for queue in list(self.queues):
             for text in texts:
@@ -150,10 +133,10 @@ class Hub:
 
 
 class Follower:
-    """Runs ``Tail.poll`` on a thread every ``interval`` s and publishes on the event loop."""
+    """Runs ``Board.poll`` on a thread every ``interval`` s and publishes on the event loop."""
 
-    def __init__(self, tail: Tail, hub: Hub, interval: float = 0.2) -> None:
-        self.tail, self.hub, self.interval = tail, hub, interval
+    def __init__(self, board: Board, hub: Hub, interval: float = 0.2) -> None:
+        self.board, self.hub, self.interval = board, hub, interval
         self.lock = threading.Lock()
         self._stop = asyncio.Event()
 
@@ -167,7 +150,7 @@ class Follower:
 
     def poll(self) -> list[dict[str, Any]]:
         with self.lock:
-            return self.tail.poll()
+            return self.board.poll()
 
     def stop(self) -> None:
         self._stop.set()

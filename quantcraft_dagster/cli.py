@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import statistics
 import sys
 import time
@@ -135,12 +136,21 @@ def _bucket():
 
 
 def submit(contestant: str, binary: Path, name: str | None = None) -> str:
-    """Upload ``binary`` as ``submissions/<contestant>/<name>``; returns the key."""
+    """Upload ``binary`` as ``submissions/<contestant>/<name>``; returns the key.
+
+    The size and ELF-header rules the leaderboard applies refuse a wrong file before a byte is sent
+    (``Rejected`` is a ValueError); the file then streams to the bucket in chunks, never read whole.
+    """
+    from .core.binary import HEADER_BYTES, check_header, check_size
     from .core.intake import PREFIX, parse_key
 
     key = f"{PREFIX}{contestant}/{name or binary.name}"
     parse_key(key)
-    _bucket().put_file(key, binary)
+    with open(binary, "rb") as fh:
+        check_size(os.fstat(fh.fileno()).st_size)
+        check_header(fh.read(HEADER_BYTES))
+        fh.seek(0)
+        _bucket().put_stream(key, fh)
     return key
 
 
@@ -171,8 +181,7 @@ def _print_status(states, table, ui: str | None = None) -> None:
     print(f"{'submission':48} {'stage':18} {'final':>7}  reason")
     for p, st in sorted(states.items()):
         final = f"{st.score['final']:7.2f}" if st.score else "       "
-        reason = (st.score or st.detail).get("reason", "")
-        print(f"{p:48} {st.stage:18} {final}  {str(reason)[:70]}")
+        print(f"{p:48} {st.stage:18} {final}  {st.reason[:70]}")
     print(f"\n{'rank':>4}  {'contestant':24} {'final':>7} {'latency':>8} {'thruput':>8} {'correct':>8}")
     for s in table:
         b = s.best
@@ -193,7 +202,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
                 "stage": st.stage,
                 "score": st.score,
                 "detail": st.detail,
-                "run_status": st.run_status,
+                "failed_run": st.failed_run,
             }
             for p, st in sorted(states.items())
         ]

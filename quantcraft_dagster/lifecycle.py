@@ -1,13 +1,15 @@
-"""Reading a submission's lifecycle back from the Dagster instance (any process can).
+"""The one read model of a submission's lifecycle, read back from the Dagster instance by cursor.
 
-Written by the assets as observations of ``submission_lifecycle`` (deploying → running phase
-A/B/C → validating → finished | failed | rejected) and as ``score`` materializations; runs not
-yet started are ``queued`` by their run record. The CLI and the leaderboard read it here.
+Written by the assets as observations of ``submission_lifecycle`` (queued → deploying → running
+phase A/B/C → validating → finished | failed | rejected), ``score`` and ``metrics``
+materializations, and by Dagster itself as run-failure events. ``quantcraft status`` reads it once;
+the leaderboard keeps one and polls it, so both show the same stage — including ``failed`` for a
+judging run that died without a score (a judge-infrastructure failure).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,8 +19,15 @@ from .core.verdict import FAILED, TERMINAL
 
 LIFECYCLE_ASSET = dg.AssetKey("submission_lifecycle")
 SCORE_ASSET = dg.AssetKey("score")
+METRICS_ASSET = dg.AssetKey("metrics")
 JOB_NAME = "judge_submission"
 PARTITIONS = "submissions"
+QUEUED = "queued"
+INFRASTRUCTURE_FAILURE = "the judging run failed (infrastructure); see the run's logs"
+PAGE = 1000
+
+# What a poll saw change for a submission.
+STAGE, SCORE, METRICS = "stage", "score", "metrics"
 
 
 def intake_key(partition: str) -> str:
@@ -29,20 +38,21 @@ def intake_key(partition: str) -> str:
 @dataclass(slots=True)
 class SubmissionState:
     partition: str
-    stage: str = "queued"
-    detail: dict[str, Any] = field(default_factory=dict)
+    stage: str = QUEUED
+    detail: dict[str, Any] = field(default_factory=dict)  # the current stage's metadata
     score: dict[str, Any] | None = None
-    run_id: str | None = None
-    run_status: str | None = None
+    metrics: dict[str, Any] | None = None
+    updated: float = 0.0
+    failed_run: str | None = None  # the judging run that failed without a verdict
 
+    @property
+    def contestant(self) -> str:
+        """From the score once there is one; before, the partition key's leading part."""
+        return (self.score or {}).get("contestant") or self.partition.rsplit("-", 2)[0]
 
-def _records(fetch, key: dg.AssetKey, cursor: str | None = None) -> Iterator[Any]:
-    while True:
-        result = fetch(dg.AssetRecordsFilter(asset_key=key), limit=1000, cursor=cursor, ascending=True)
-        yield from result.records
-        cursor = result.cursor
-        if not result.has_more:
-            return
+    @property
+    def reason(self) -> str:
+        return str((self.score or self.detail).get("reason") or "")
 
 
 def _metadata(record) -> dict[str, Any]:
@@ -50,30 +60,86 @@ def _metadata(record) -> dict[str, Any]:
     return {k: v.value for k, v in (event.metadata or {}).items()}
 
 
-def scores(instance: dg.DagsterInstance) -> dict[str, dict[str, Any]]:
-    """Latest score record per partition."""
-    latest: dict[str, dict[str, Any]] = {}
-    for record in _records(instance.fetch_materializations, SCORE_ASSET):
-        latest[record.partition_key] = _metadata(record)
-    return latest
+def _fetch(fetch: Callable, records_filter, cursor: str | None) -> tuple[list, str | None]:
+    """Every record after ``cursor`` in storage order, and the cursor after the last one."""
+    records: list = []
+    while True:
+        result = fetch(records_filter, limit=PAGE, cursor=cursor, ascending=True)
+        records += result.records
+        if result.records:
+            cursor = result.cursor
+        if not result.has_more:
+            return records, cursor
+
+
+class ReadModel:
+    """Every submission's state; ``poll`` applies the events written since the last poll.
+
+    The streams are merged in storage order, so a run that failed and was then retried shows the
+    retry's stages, and a restarted reader rebuilds exactly the same states from the start.
+    """
+
+    def __init__(self, instance: dg.DagsterInstance) -> None:
+        self.instance = instance
+        self.states: dict[str, SubmissionState] = {}
+        self._cursors: dict[str, str | None] = {}
+        self._streams: dict[str, tuple[Callable, Any]] = {
+            STAGE: (instance.fetch_observations, dg.AssetRecordsFilter(asset_key=LIFECYCLE_ASSET)),
+            SCORE: (instance.fetch_materializations, dg.AssetRecordsFilter(asset_key=SCORE_ASSET)),
+            METRICS: (instance.fetch_materializations, dg.AssetRecordsFilter(asset_key=METRICS_ASSET)),
+            FAILED: (instance.fetch_run_status_changes, dg.DagsterEventType.RUN_FAILURE),
+        }
+
+    def poll(self) -> list[tuple[str, SubmissionState]]:
+        """(what changed, the state after it) for each new event, oldest first."""
+        events = []
+        for name, (fetch, records_filter) in self._streams.items():
+            records, self._cursors[name] = _fetch(fetch, records_filter, self._cursors.get(name))
+            events += [(record.storage_id, name, record) for record in records]
+        events.sort(key=lambda event: event[0])
+        changes = []
+        for _, name, record in events:
+            state = self._failed(record) if name == FAILED else self._apply(name, record)
+            if state is not None:
+                changes.append((STAGE if name == FAILED else name, state))
+        return changes
+
+    def _state(self, partition: str) -> SubmissionState:
+        return self.states.setdefault(partition, SubmissionState(partition))
+
+    def _apply(self, name: str, record) -> SubmissionState:
+        state, meta = self._state(record.partition_key), _metadata(record)
+        if name == STAGE:
+            state.stage, state.detail = meta.pop("stage", state.stage), meta
+        elif name == SCORE:
+            state.score, state.stage = meta, meta.get("status", state.stage)
+        else:
+            state.metrics = meta
+        state.updated = record.timestamp
+        return state
+
+    def _failed(self, record) -> SubmissionState | None:
+        """A judging run that failed before its score asset wrote a verdict."""
+        run = self.instance.get_run_by_id(record.event_log_entry.run_id)
+        partition = run.tags.get("dagster/partition") if run and run.job_name == JOB_NAME else None
+        if partition is None:
+            return None
+        state = self._state(partition)
+        if state.stage in TERMINAL:
+            return None
+        state.stage, state.detail = FAILED, {"reason": INFRASTRUCTURE_FAILURE}
+        state.failed_run, state.updated = run.run_id, record.timestamp
+        return state
 
 
 def states(instance: dg.DagsterInstance) -> dict[str, SubmissionState]:
-    """Every submission partition with its current stage, score and run."""
-    out = {p: SubmissionState(p) for p in instance.get_dynamic_partitions(PARTITIONS)}
-    for record in _records(instance.fetch_observations, LIFECYCLE_ASSET):
-        state = out.setdefault(record.partition_key, SubmissionState(record.partition_key))
-        meta = _metadata(record)
-        state.stage, state.detail = meta.pop("stage", state.stage), meta
-    for partition, record in scores(instance).items():
-        state = out.setdefault(partition, SubmissionState(partition))
-        state.score, state.stage = record, record.get("status", state.stage)
-    for run in instance.get_runs(dg.RunsFilter(job_name=JOB_NAME)):  # newest first
-        state = out.get(run.tags.get("dagster/partition", ""))
-        if state is None or state.run_id:
-            continue
-        state.run_id, state.run_status = run.run_id, run.status.value
-        if run.status == dg.DagsterRunStatus.FAILURE and state.stage not in TERMINAL:
-            state.stage = FAILED
-            state.detail = {"reason": "the judging run failed (infrastructure); see the run's logs"}
-    return out
+    """Every submission with its current stage, score and metrics."""
+    model = ReadModel(instance)
+    model.poll()
+    return model.states
+
+
+def scores(instance: dg.DagsterInstance) -> dict[str, dict[str, Any]]:
+    """Latest score record per partition."""
+    records, _ = _fetch(instance.fetch_materializations, dg.AssetRecordsFilter(asset_key=SCORE_ASSET), None)
+    return {record.partition_key: _metadata(record) for record in records}

@@ -12,7 +12,9 @@ function line(svg, points) {
   label.textContent = `max ${maxY.toFixed(0)}`;
   svg.appendChild(label);
 }
-async function load(token) {
+// The owner's token goes in the Authorization header only (never in a URL), kept for live reloads.
+let token = "";
+async function load() {
   const headers = token ? { Authorization: `Bearer ${token}` } : {};
   const res = await fetch(`/api/submissions/${encodeURIComponent(partition)}`, { headers });
   if (!res.ok) return;
@@ -45,11 +47,16 @@ async function load(token) {
       pre.textContent = `phase ${d.phase} order ${d.order_id}: ${d.reason}\nexpected ${JSON.stringify(d.expected)}\ngot      ${JSON.stringify(d.got)}`;
       box.appendChild(pre);
     }
+    for (const line of [...(data.private.book_problems || []), ...(data.private.protocol_errors || [])]) {
+      const pre = document.createElement("pre");
+      pre.textContent = line;
+      box.appendChild(pre);
+    }
     const err = document.createElement("pre");
     err.textContent = data.private.stderr_tail || "(no stderr)";
     box.appendChild(err);
   }
 }
-document.getElementById("show").onclick = () => load(document.getElementById("token").value);
+document.getElementById("show").onclick = () => { token = document.getElementById("token").value; load(); };
 QC.on((msg) => { if ((msg.partition || msg.score?.partition || msg.submission?.partition) === partition) load(); });
 load();

@@ -4,7 +4,16 @@ document.getElementById("upload").onsubmit = async (ev) => {
   const token = form.get("token");
   form.delete("token");
   if (!form.get("name")) form.delete("name");
-  const res = await fetch("/api/submissions", { method: "POST", body: form, headers: { Authorization: `Bearer ${token}` } });
+  const result = document.getElementById("result");
+  let res;
+  try {
+    res = await fetch("/api/submissions", { method: "POST", body: form, headers: { Authorization: `Bearer ${token}` } });
+  } catch {
+    // A refusal sent before the file was read (server busy, file too large) can reach a browser as a
+    // closed connection rather than an answer.
+    result.textContent = "refused: the connection closed (server busy or file over 50 MiB); retry in a minute";
+    return;
+  }
   const data = await res.json();
-  document.getElementById("result").textContent = res.ok ? `uploaded ${data.key}: judging starts within seconds` : `refused: ${data.error}`;
+  result.textContent = res.ok ? `uploaded ${data.key}: judging starts within seconds` : `refused: ${data.error}`;
 };

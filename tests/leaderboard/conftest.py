@@ -55,3 +55,28 @@ def client(home, bucket):
 @pytest.fixture
 def tokens(bucket):
     return {name: contestants.add(bucket, name) for name in ("alice", "bob")}
+
+
+def run_failing_judgement(
+    instance: dg.DagsterInstance, partition: str, stage: str = "running phase B"
+) -> None:
+    """A judging run whose judge dies (not the engine) at ``stage``: no score is written."""
+
+    @dg.op
+    def judge(context) -> None:  # Dagster reads the annotation, which __future__ makes a string
+        if stage:
+            context.log_event(
+                dg.AssetObservation(
+                    asset_key=lifecycle.LIFECYCLE_ASSET, partition=partition, metadata={"stage": stage}
+                )
+            )
+        raise RuntimeError("judge host lost its sandbox")
+
+    @dg.job(name=lifecycle.JOB_NAME)
+    def judge_submission() -> None:
+        judge()
+
+    result = judge_submission.execute_in_process(
+        instance=instance, tags={"dagster/partition": partition}, raise_on_error=False
+    )
+    assert not result.success

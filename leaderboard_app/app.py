@@ -39,9 +39,8 @@ templates = Jinja2Templates(directory=HERE / "templates")  # autoescape on for .
 config = Config()  # the environment, read once
 DAGSTER_HOME: str | None = config("DAGSTER_HOME", default=None)
 DAGSTER_URL: str = config("QUANTCRAFT_DAGSTER_URL", default="http://127.0.0.1:3000")
-POLL_S: float = config(
-    "QUANTCRAFT_LEADERBOARD_POLL_S", cast=float, default=0.2
-)  # well inside the 1 s promise
+# How often the instance is read: well inside the promise of a score on screen within 1 s.
+POLL_S: float = config("QUANTCRAFT_LEADERBOARD_POLL_S", cast=float, default=0.2)
 # Each upload in flight holds a few hundred KiB of memory and up to 50 MiB of temporary disk.
 UPLOADS_IN_FLIGHT: int = config("QUANTCRAFT_UPLOADS_IN_FLIGHT", cast=int, default=32)
 RETRY_AFTER_S = 10

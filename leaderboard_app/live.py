@@ -21,8 +21,9 @@ from quantcraft_dagster.lifecycle import METRICS, SCORE, STAGE, ReadModel, Submi
 
 RECENT = 50
 # Named, not filtered: a field the judge adds to the score record stays private until listed here.
-PUBLIC_SCORE = ("partition", "contestant", "status", "reason", "final", "latency", "throughput",
-                "correctness", "p99_us", "orders_per_s", "uploaded_at", "profile")  # fmt: skip
+PUBLIC_SCORE = ("partition", "contestant", "status", "reason", "final", "final_range", "latency",
+                "throughput", "correctness", "fully_correct", "p99_us", "orders_per_s", "cpu_us_per_order",
+                "uploaded_at", "profile")  # fmt: skip
 
 
 def public_score(state: SubmissionState) -> dict[str, Any] | None:
@@ -62,8 +63,9 @@ class Board:
                     "contestant": s.contestant,
                     "submissions": s.submissions,
                     "last_update": s.last_update,
-                    **{k: s.best.get(k) for k in ("final", "latency", "throughput", "correctness", "p99_us",
-                                                   "orders_per_s", "partition")},
+                    "tied": s.tied,  # shares its rank: the final-score ranges overlap
+                    **{k: s.best.get(k) for k in ("final", "final_range", "latency", "throughput",
+                                                   "correctness", "p99_us", "orders_per_s", "partition")},
                 }
                 for s in rank(scores)
             ]  # fmt: skip

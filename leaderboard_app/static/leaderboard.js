@@ -10,13 +10,14 @@ function renderBoard(rows) {
     else if (before > r.rank) tr.className = "moved-up";
     else if (before < r.rank) tr.className = "moved-down";
     previousRank.set(r.contestant, r.rank);
-    cell(tr, r.rank);
+    cell(tr, r.tied ? `=${r.rank}` : r.rank);
     const name = cell(tr, "");
     const link = document.createElement("a");
     link.href = `/submissions/${encodeURIComponent(r.partition)}`;
     link.textContent = r.contestant;
     name.appendChild(link);
-    cell(tr, fmt(r.final), "final"); cell(tr, fmt(r.latency)); cell(tr, fmt(r.throughput));
+    const range = r.final_range ? ` (${fmt(r.final_range[0])}–${fmt(r.final_range[1])})` : "";
+    cell(tr, `${fmt(r.final)}${range}`, "final"); cell(tr, fmt(r.latency)); cell(tr, fmt(r.throughput));
     cell(tr, fmt(r.correctness)); cell(tr, fmt(r.p99_us, 0)); cell(tr, fmt(r.orders_per_s, 0));
     cell(tr, r.submissions); cell(tr, new Date(r.last_update * 1000).toLocaleTimeString());
     body.appendChild(tr);

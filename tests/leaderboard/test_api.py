@@ -62,16 +62,16 @@ def test_refused_uploads_write_nothing(client, bucket, tokens, case, status, mes
 def test_leaderboard_ranks_best_score_per_contestant(client, instance):
     report_score(instance, "alice-1", "alice", 70.0, uploaded_at=1.0)
     report_score(instance, "alice-2", "alice", 90.0, uploaded_at=2.0)
-    report_score(instance, "bob-1", "bob", 90.0, uploaded_at=3.0)  # tie: alice was earlier
+    report_score(instance, "bob-1", "bob", 90.0, uploaded_at=3.0)  # tied: alice was earlier, listed first
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         board = client.get("/api/leaderboard").json()["leaderboard"]
         if len(board) == 2:
             break
         time.sleep(0.1)
-    assert [(r["rank"], r["contestant"], r["final"], r["submissions"]) for r in board] == [
-        (1, "alice", 90.0, 2),
-        (2, "bob", 90.0, 1),
+    assert [(r["rank"], r["tied"], r["contestant"], r["final"], r["submissions"]) for r in board] == [
+        (1, True, "alice", 90.0, 2),
+        (1, True, "bob", 90.0, 1),
     ]
 
 

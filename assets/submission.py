@@ -16,11 +16,21 @@ from quantcraft_dagster.core.binary import Rejected, check_size, validate
 from quantcraft_dagster.core.metrics import phase_metrics
 from quantcraft_dagster.core.trial import summarize
 from quantcraft_dagster.core.verdict import rejected
-from quantcraft_dagster.judge.judging import TELEMETRY_COLUMNS, InfrastructureError, judge_binary
+from quantcraft_dagster.judge.judging import (
+    TELEMETRY_COLUMNS,
+    InfrastructureError,
+    judge_binary,
+    official_bundle,
+)
 from quantcraft_dagster.lifecycle import LIFECYCLE_ASSET, intake_key
-from resources import BucketResource, DuckDBResource, JudgingResource, SandboxResource, ScoringResource
-
-from .traces import expected_reports
+from resources import (
+    BucketResource,
+    ContestResource,
+    DuckDBResource,
+    JudgingResource,
+    SandboxResource,
+    ScoringResource,
+)
 
 submissions = dg.DynamicPartitionsDefinition(name="submissions")
 
@@ -119,18 +129,25 @@ def telemetry_key(partition: str) -> str:
     group_name="judging",
     pool="judging",
     check_specs=[TELEMETRY_COMPLETE],
-    deps=[dg.AssetDep(expected_reports, partition_mapping=dg.AllPartitionMapping())],
+    ins={
+        "order_trace": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
+        "expected_reports": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
+    },
     kinds={"parquet", "bubblewrap"},
 )
 def raw_telemetry(
     context: dg.AssetExecutionContext,
     submission_binary: dict,
+    order_trace: dict[str, list[bytes]],
+    expected_reports: dict[str, list[bytes]],
     bucket: BucketResource,
     sandbox: SandboxResource,
     judging: JudgingResource,
     scoring: ScoringResource,
+    contest: ContestResource,
 ):
-    """Judge the binary (fresh sandbox per phase) and keep one row per order as Parquet.
+    """Judge the binary on the official traces it reads (fresh sandbox per phase and trial) and
+    keep one row per order as Parquet.
 
     The pool ``judging`` has one slot per disjoint CPU set, so two judgings never share cores.
     Only a failure of the judge itself is retried; an engine's crash is a verdict.
@@ -152,7 +169,14 @@ def raw_telemetry(
             path = Path(tmp, "engine")
             client.download(submission_binary["binary_key"], path)
             try:
-                result = judge_binary(path, config, progress, sandbox.sandbox(config))
+                bundles = {
+                    p: official_bundle(contest.spec(config.profile, p), lines, expected_reports[p])
+                    for p, lines in order_trace.items()
+                }
+            except ValueError as exc:
+                raise dg.Failure(f"official traces unusable: {exc}") from exc
+            try:
+                result = judge_binary(path, config, progress, sandbox.sandbox(config), bundles)
             except InfrastructureError as exc:
                 context.log.error(f"judge infrastructure failure, will retry: {exc}")
                 raise dg.RetryRequested(max_retries=2, seconds_to_wait=5) from exc

@@ -15,9 +15,18 @@ import dagster as dg
 from assets.standings import standings
 from assets.submission import correctness, metrics, raw_telemetry, score, submission_binary, submissions
 from assets.traces import expected_reports, order_trace
+from quantcraft_dagster.core import trace
 from quantcraft_dagster.lifecycle import JOB_NAME, LIFECYCLE_ASSET
-from resources import BucketResource, DuckDBResource, JudgingResource, SandboxResource, ScoringResource
-from resources.io_manager import BucketJSONIOManager
+from quantcraft_dagster.settings import OFFICIAL_SECRET_ENV
+from resources import (
+    BucketResource,
+    ContestResource,
+    DuckDBResource,
+    JudgingResource,
+    SandboxResource,
+    ScoringResource,
+)
+from resources.io_manager import BucketJSONIOManager, TraceIOManager
 from sensors import REJECTED_UPLOADS, build_standings_sensor, build_submission_sensor
 
 bucket = BucketResource.from_env()
@@ -54,9 +63,23 @@ defs = dg.Definitions(
     resources={
         "bucket": bucket,
         "io_manager": BucketJSONIOManager(bucket=bucket),
+        "trace_io_manager": TraceIOManager(bucket=bucket),
+        "contest": ContestResource(official_secret=dg.EnvVar(OFFICIAL_SECRET_ENV)),
         "sandbox": SandboxResource(),
         "judging": JudgingResource(profile=os.environ.get("QUANTCRAFT_PROFILE", "standard")),
         "duckdb": DuckDBResource(),
         "scoring": ScoringResource(),
     },
 )
+
+
+def materialize_missing_traces(instance: dg.DagsterInstance) -> list[str]:
+    """Official traces exist before the first judging reads them: materialise the missing phases
+    (a re-materialisation, e.g. after a profile change, is the organiser's, from the UI)."""
+    done = instance.get_materialized_partitions(expected_reports.key)
+    missing = [phase for phase in trace.PHASES if phase not in done]
+    for phase in missing:
+        dg.materialize(
+            [order_trace, expected_reports], partition_key=phase, instance=instance, resources=defs.resources
+        )
+    return missing

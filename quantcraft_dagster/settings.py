@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 
@@ -12,3 +13,21 @@ def home() -> Path:
 
 def bucket_root() -> Path:
     return Path(os.environ.get("QUANTCRAFT_BUCKET_ROOT", home() / "bucket")).resolve()
+
+
+OFFICIAL_SECRET_ENV = "QUANTCRAFT_OFFICIAL_SECRET"
+
+
+def official_secret() -> str:
+    """The organisers' secret that official traces derive from: ``$QUANTCRAFT_OFFICIAL_SECRET``
+    (production: from a secret store), else made once in the state folder (mode 0600), so the
+    embedded default judges on official traces from its first start. Never printed or logged."""
+    if value := os.environ.get(OFFICIAL_SECRET_ENV):
+        return value
+    path = home() / "official-secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip()

@@ -9,6 +9,7 @@ import duckdb
 from pydantic import Field, PrivateAttr
 
 from quantcraft_dagster import settings
+from quantcraft_dagster.core import trace
 from quantcraft_dagster.core.scoring import RankingConfig, ScoringConfig
 from quantcraft_dagster.judge.cpus import split_cpus
 from quantcraft_dagster.judge.docker_sandbox import SANDBOX_IMAGE, DockerSandbox
@@ -89,6 +90,17 @@ class SandboxResource(dg.ConfigurableResource):
         if self.backend == "bubblewrap":
             return BubblewrapSandbox(config.sandbox_limits())
         raise dg.Failure(f"unknown sandbox backend {self.backend!r}: use 'bubblewrap' or 'docker'")
+
+
+class ContestResource(dg.ConfigurableResource):
+    """The organisers' secret that official traces derive from. Set it with
+    ``dg.EnvVar("QUANTCRAFT_OFFICIAL_SECRET")``: Dagster resolves it at run time and never shows
+    it; the seeds derived from it are never logged, stored in metadata or shown either."""
+
+    official_secret: str
+
+    def spec(self, profile: str, phase: str) -> trace.PhaseSpec:
+        return trace.official(trace.get_spec(profile, phase), self.official_secret)
 
 
 _SEED = ScoringConfig()

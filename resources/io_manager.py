@@ -27,3 +27,24 @@ class BucketJSONIOManager(dg.ConfigurableIOManager):
     def load_input(self, context: dg.InputContext) -> Any:
         partition = context.asset_partition_key if context.has_asset_partitions else None
         return orjson.loads(self.bucket.client().get_bytes(self._key(context.asset_key, partition)))
+
+
+class TraceIOManager(dg.ConfigurableIOManager):
+    """Traces and their answers as JSON Lines under ``official/`` (organisers only: the leaderboard
+    never serves that prefix). An input spanning several phases loads as ``{phase: lines}``."""
+
+    bucket: dg.ResourceDependency[BucketResource]
+
+    @staticmethod
+    def _key(asset_key: dg.AssetKey, phase: str) -> str:
+        return f"official/{'/'.join(asset_key.path)}/{phase}.jsonl"
+
+    def handle_output(self, context: dg.OutputContext, obj: list[bytes]) -> None:
+        data = b"".join(line + b"\n" for line in obj)
+        self.bucket.client().put_bytes(self._key(context.asset_key, context.asset_partition_key), data)
+
+    def load_input(self, context: dg.InputContext) -> list[bytes] | dict[str, list[bytes]]:
+        client = self.bucket.client()
+        phases = context.asset_partition_keys
+        loaded = {p: client.get_bytes(self._key(context.asset_key, p)).splitlines() for p in phases}
+        return loaded if len(phases) > 1 else loaded[phases[0]]

@@ -10,9 +10,18 @@ import dagster as dg
 import pytest
 
 import assets.submission as submission_assets
+from assets.traces import expected_reports, order_trace
+from quantcraft_dagster.core import trace
 from quantcraft_dagster.judge.judging import InfrastructureError
-from resources import BucketResource, DuckDBResource, JudgingResource, SandboxResource, ScoringResource
-from resources.io_manager import BucketJSONIOManager
+from resources import (
+    BucketResource,
+    ContestResource,
+    DuckDBResource,
+    JudgingResource,
+    SandboxResource,
+    ScoringResource,
+)
+from resources.io_manager import BucketJSONIOManager, TraceIOManager
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,6 +42,8 @@ def resources(tmp_path):
     return {
         "bucket": bucket,
         "io_manager": BucketJSONIOManager(bucket=bucket),
+        "trace_io_manager": TraceIOManager(bucket=bucket),
+        "contest": ContestResource(official_secret="organisers-only"),
         "sandbox": SandboxResource(),
         "judging": JudgingResource(profile="quick", report_timeout_s=2.0, health_timeout_s=3.0),
         "duckdb": DuckDBResource(),
@@ -55,9 +66,14 @@ def _judge_partition(resources, binary: Path, partition: str = "p1", selection=J
     }  # fmt: skip
     client.put_bytes(f"intake/{partition}.json", orjson.dumps(manifest))
     with dg.instance_for_test() as instance:
+        for phase in trace.PHASES:
+            dg.materialize(
+                [order_trace, expected_reports], partition_key=phase, resources=resources, instance=instance
+            )
         instance.add_dynamic_partitions("submissions", [partition])
         result = dg.materialize(
-            selection,
+            [order_trace, expected_reports, *selection],
+            selection=selection,
             partition_key=partition,
             resources=resources,
             instance=instance,

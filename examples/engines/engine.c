@@ -46,7 +46,7 @@ enum {
     V_MEMORY_BOMB, V_TMP_FILL, V_CANARY_CONNECT, V_CANARY_FILE, V_KILL_OTHERS,
     V_NEVER_HEALTHY, V_CRASH_MID_PHASE, V_HANG_MID_PHASE, V_STDERR_FLOOD,
     V_BIG_FRAME, V_INVALID_JSON, V_UNKNOWN_ORDERS, V_DAEMONIZE, V_WRITE_APP,
-    V_WRITE_ROOT, V_SLOW, V_TRIVIAL
+    V_WRITE_ROOT, V_SLOW, V_TRIVIAL, V_ANSWER_TABLE
 };
 #if defined(VARIANT_LIFO_PRIORITY)
 #  define VARIANT V_LIFO_PRIORITY
@@ -111,6 +111,13 @@ enum {
 #elif defined(VARIANT_TRIVIAL)
 #  define VARIANT V_TRIVIAL
 #  define VARIANT_NAME "trivial"
+#elif defined(VARIANT_ANSWER_TABLE)
+/* A cheat: replies with a table of published reports (ANSWERS_H defines ANSWERS[][2] = {order id,
+ * report JSON} sorted by id, and N_ANSWERS) instead of its own matching; official traces defeat it.
+ * Built by tests/judge/test_official_traces.py from the public expected reports. */
+#  define VARIANT V_ANSWER_TABLE
+#  define VARIANT_NAME "answer_table"
+#  include ANSWERS_H
 #else
 #  define VARIANT V_CORRECT
 #  define VARIANT_NAME "correct"
@@ -1063,6 +1070,20 @@ static void trivial_reply(conn *c, const char *m, size_t n) {
     ws_frame(c, 0x1, r->p, r->len);
 }
 
+#if defined(VARIANT_ANSWER_TABLE)
+static int answer_cmp(const void *key, const void *row) {
+    return strcmp((const char *)key, ((const char *const *)row)[0]);
+}
+
+static const char *table_answer(const req_t *rq) {
+    char id[ID_BUF + 1];
+    memcpy(id, rq->id, rq->idlen);
+    id[rq->idlen] = 0;
+    const char *const *row = bsearch(id, ANSWERS, N_ANSWERS, sizeof ANSWERS[0], answer_cmp);
+    return row ? row[1] : NULL;
+}
+#endif
+
 static void handle_message(conn *c, const char *msg, size_t len) {
     g_orders++;
     if (VARIANT == V_TRIVIAL) {
@@ -1081,6 +1102,10 @@ static void handle_message(conn *c, const char *msg, size_t len) {
         BUF_LIT(r, "\", \"fills\": [");
         buf_put(r, g_fills.p, g_fills.len);
         BUF_LIT(r, "]}");
+#if defined(VARIANT_ANSWER_TABLE)
+        const char *known = table_answer(&rq);  /* the book still moves, so /orderbook matches */
+        if (known) { r->len = 0; buf_put(r, known, strlen(known)); }
+#endif
         send_report(c, r->p, r->len);
     }
     variant_after_order(c, g_orders);

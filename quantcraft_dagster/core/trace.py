@@ -7,10 +7,12 @@ an order that is gone, to exercise REJECTED.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .book import ReferenceEngine
 from .protocol import BUY, CANCEL, LIMIT, MARKET, PRICE_SCALE, RESTING, SELL, Order
@@ -81,6 +83,16 @@ def get_spec(profile: str, phase: str) -> PhaseSpec:
         raise ValueError(
             f"unknown profile/phase {profile}/{phase}; profiles: {sorted(PROFILES)}, phases: A B C"
         ) from None
+
+
+def official(spec: PhaseSpec, secret: str) -> PhaseSpec:
+    """The same shape (sizes, rates, symbols, type mix) with an organiser-held seed.
+
+    HMAC-SHA256 of the public seed under the secret: without the secret the seed cannot be
+    guessed, so an engine that embeds the public answers answers nothing right here.
+    """
+    digest = hmac.new(secret.encode(), f"{spec.phase}/{spec.seed}".encode(), hashlib.sha256).digest()
+    return replace(spec, seed=int.from_bytes(digest[:8], "big"))
 
 
 def generate(spec: PhaseSpec) -> Iterator[Order]:

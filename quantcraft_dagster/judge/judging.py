@@ -24,9 +24,9 @@ import numpy as np
 
 from ..core import book, check, protocol, trace
 from ..core.binary import MAX_BINARY_BYTES, Rejected, validate
-from ..core.book import Level
+from ..core.bundle import PhaseBundle, answer_lines, assemble, trace_lines
+from ..core.bundle import version as content_version
 from ..core.metrics import phase_metrics
-from ..core.protocol import Order, Report
 from ..core.scoring import ScoringConfig
 from ..core.trial import ValidityConfig, client_limited, invalid_reason
 from ..core.verdict import PhaseOutcome, Verdict, decide, rejected
@@ -61,22 +61,6 @@ class JudgeConfig:
         return SandboxLimits(memory_bytes=self.memory_bytes, pids=self.pids, cpus=self.engine_cpus)
 
 
-@dataclass(frozen=True, slots=True)
-class PhaseBundle:
-    """A phase's trace, its wire payloads and the reference answers, built once per process.
-
-    ``traces`` names the trace set ("public" or "official"); ``version`` identifies its content.
-    """
-
-    spec: trace.PhaseSpec
-    orders: list[Order]
-    payloads: list[bytes]
-    expected: list[Report]
-    books: dict[str, tuple[Level, Level]]
-    traces: str = "public"
-    version: str = ""
-
-
 def cache_dir() -> Path:
     return Path(os.environ.get("QUANTCRAFT_CACHE", Path.home() / ".cache" / "quantcraft"))
 
@@ -89,33 +73,51 @@ def _bundle_key(spec: trace.PhaseSpec) -> str:
     return digest.hexdigest()[:20]
 
 
-@functools.lru_cache(maxsize=6)
-def phase_bundle(profile: str, phase: str) -> PhaseBundle:
-    """Built once per machine: traces are deterministic, so a disk cache keyed by code is exact."""
-    spec = trace.get_spec(profile, phase)
-    key = _bundle_key(spec)
-    path = cache_dir() / "bundles" / f"{profile}-{phase}-{key}.pkl"
+def _cached(name: str, build: Callable[[], PhaseBundle]) -> PhaseBundle:
+    """A bundle from the judge host's disk cache (root-only), or built and stored there."""
+    path = cache_dir() / "bundles" / f"{name}.pkl"
     with (
         contextlib.suppress(OSError, pickle.UnpicklingError, EOFError, AttributeError, TypeError),
         open(path, "rb") as fh,
     ):
         return pickle.load(fh)
-    orders = list(trace.generate(spec))
-    expected, books = book.expected_reports(orders)
-    payloads = [protocol.encode_order(o) for o in orders]
-    bundle = PhaseBundle(spec, orders, payloads, expected, books, "public", key)
+    result = build()
     with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         with open(tmp, "wb") as fh:
-            pickle.dump(bundle, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
-    return bundle
+    return result
+
+
+@functools.lru_cache(maxsize=6)
+def phase_bundle(profile: str, phase: str) -> PhaseBundle:
+    """A public phase, built as the trace assets build theirs; cached by the code that makes it."""
+    spec = trace.get_spec(profile, phase)
+
+    def build() -> PhaseBundle:
+        orders = trace_lines(spec)
+        return assemble(spec, orders, answer_lines(orders), "public")
+
+    return _cached(f"{profile}-{phase}-{_bundle_key(spec)}", build)
 
 
 def public_bundles(profile: str) -> dict[str, PhaseBundle]:
     """Every phase of a public profile: what a contestant self-judges with."""
     return {phase: phase_bundle(profile, phase) for phase in trace.PHASES}
+
+
+def official_bundle(spec: trace.PhaseSpec, orders: list[bytes], answers: list[bytes]) -> PhaseBundle:
+    """A phase from the ``order_trace`` and ``expected_reports`` assets' values, cached by their
+    content (the assets' data version), so a re-materialised trace is what the next judging uses."""
+    if len(orders) != spec.orders:
+        raise ValueError(
+            f"the stored phase {spec.phase} trace has {len(orders):,} orders, the profile {spec.orders:,}:"
+            " re-materialise the trace assets for this profile"
+        )
+    key = f"official-{spec.phase}-{content_version(orders)[:16]}-{content_version(answers)[:16]}"
+    return _cached(key, lambda: assemble(spec, orders, answers, "official"))
 
 
 @dataclass(slots=True)

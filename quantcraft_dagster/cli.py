@@ -233,30 +233,28 @@ def _cmd_up(args: argparse.Namespace) -> int:
     from .judge import cpus
 
     cpus.background()  # it polls the instance while engines are judged
-    svc = services.Services(port=args.port)
-    svc.start()
+    svc = services.Services(port=args.port, leaderboard_port=args.leaderboard_port)
     try:
-        svc.wait_ready()
-        print(f"Dagster webserver {svc.url} and daemon running; state in {services.settings.home()}")
-        print(f"Leaderboard {svc.leaderboard_url}")
-        if args.demo:
-            build = services.PROJECT / "examples" / "engines" / "build"
-            before = len(_status_rows()[0])
-            for contestant, variant in DEMO_ENGINES:
-                print(submit(contestant, build / variant, f"{variant}-engine"))
-            print("judging the example engines (standard profile, about 20 s each)...")
-            states = wait_terminal(before + len(DEMO_ENGINES), timeout=args.timeout)
-            _print_status(states, _status_rows()[1], svc.url)
-            if args.exit:
-                return 0
-        print("Ctrl-C stops both services.")
-        while all(p.poll() is None for p in svc.procs.values()):
-            time.sleep(1)
-        return 1
+        with svc.supervised():  # SIGINT, SIGTERM, SIGHUP or a return: every service stops
+            svc.wait_ready()
+            print(f"Dagster webserver {svc.url} and daemon running; state in {services.settings.home()}")
+            print(f"Leaderboard {svc.leaderboard_url}")
+            if args.demo:
+                build = services.PROJECT / "examples" / "engines" / "build"
+                before = len(_status_rows()[0])
+                for contestant, variant in DEMO_ENGINES:
+                    print(submit(contestant, build / variant, f"{variant}-engine"))
+                print("judging the example engines (standard profile, about 20 s each)...")
+                states = wait_terminal(before + len(DEMO_ENGINES), timeout=args.timeout)
+                _print_status(states, _status_rows()[1], svc.url)
+                if args.exit:
+                    return 0
+            print("Ctrl-C (or SIGTERM, SIGHUP) stops every service.")
+            while all(p.poll() is None for p in svc.procs.values()):
+                time.sleep(1)
+            return 1
     except KeyboardInterrupt:
         return 0
-    finally:
-        svc.stop()
 
 
 def _cmd_contestants(args: argparse.Namespace) -> int:
@@ -294,8 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_judge)
 
-    p = sub.add_parser("up", help="start the Dagster webserver (:3000) and daemon, state in $QUANTCRAFT_HOME")
-    p.add_argument("--port", type=int, default=3000)
+    p = sub.add_parser("up", help="start Dagster (webserver :3000, daemon) and the leaderboard (:8000)")
+    p.add_argument("--port", type=int, default=3000, help="Dagster webserver port")
+    p.add_argument("--leaderboard-port", type=int, default=8000)
     p.add_argument(
         "--demo", action="store_true", help="upload the example engines and wait for their verdicts"
     )

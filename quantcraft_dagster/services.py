@@ -2,10 +2,16 @@
 
 ``quantcraft up`` writes ``$QUANTCRAFT_HOME/dagster/dagster.yaml`` and starts the processes with
 ``DAGSTER_HOME`` pointing there, so stopping and starting again loses nothing.
+
+Whatever ends ``quantcraft up`` ends the whole stack: Ctrl-C, SIGTERM (systemd, supervisors,
+``docker stop``), SIGHUP (its terminal went away) stop every service and everything they started;
+if ``up`` itself is killed outright, each service gets SIGTERM from the kernel.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import functools
 import os
 import shutil
@@ -14,12 +20,17 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 from . import settings
 from .judge.cpus import background, split_cpus
 
 PROJECT = Path(__file__).resolve().parent.parent
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_PR_SET_PDEATHSIG = 1
+_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: a forked child must not dlopen
 
 # One run worker at a time: SQLite must never see concurrent run workers, and the judging pool
 # has one slot per disjoint CPU set (one on a 2-core host).
@@ -73,8 +84,64 @@ def _bin(name: str) -> str:
     return str(local) if local.exists() else (shutil.which(name) or name)
 
 
+def _service_child(cpus: tuple[int, ...], parent: int) -> None:
+    """Between fork and exec of a service: off the engines' CPUs, and SIGTERM when ``parent`` dies.
+
+    The death signal covers what no handler can: the parent killed by SIGKILL (``docker stop``
+    after its timeout, the OOM killer). It fires when the forking thread ends, so services are
+    started from a thread that lives as long as they should. A parent already gone would never
+    send it: then the service does not start at all.
+    """
+    background(cpus)
+    if _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _group_members(pgids: set[int]) -> list[int]:
+    """The processes whose process group is one of ``pgids`` (the kernel lists them only in /proc)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):  # gone meanwhile
+                # /proc/PID/stat: "pid (comm) state ppid pgrp ..."; comm may hold spaces and ")"
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[2]) in pgids:
+                    members.append(int(entry.name))
+    return members
+
+
+def _leave_idle(pids: list[int]) -> None:
+    """Normal priority for every thread of ``pids``, which may be SCHED_IDLE (``cpus.background``).
+
+    Shutting down must not wait for idle CPUs: on a busy host (a judging spins on every CPU) it
+    took over 30 s. Per thread, because a policy is per thread and a process exits only once each
+    of its threads has run.
+    """
+    for pid in pids:
+        with contextlib.suppress(OSError):  # gone meanwhile
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError):
+                    os.sched_setscheduler(int(tid), os.SCHED_OTHER, os.sched_param(0))
+
+
+def _group_alive(proc: subprocess.Popen) -> bool:
+    """Whether any process of the service's group remains (the leader is reaped on the way)."""
+    if proc.poll() is None:
+        return True
+    try:
+        os.killpg(proc.pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 class Services:
-    """The webserver and the daemon as child processes, logs under $QUANTCRAFT_HOME/logs."""
+    """The webserver, the daemon and the leaderboard as child processes, logs under $QUANTCRAFT_HOME/logs.
+
+    Each service leads its own session and process group, which holds everything it starts
+    (Dagster's code servers, run workers and their load generators): stopping a group stops all.
+    """
 
     def __init__(self, port: int = 3000, host: str = "127.0.0.1", leaderboard_port: int = 8000) -> None:
         self.port, self.host, self.leaderboard_port = port, host, leaderboard_port
@@ -126,8 +193,39 @@ class Services:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=functools.partial(background, off_engine),
+                preexec_fn=functools.partial(_service_child, off_engine, os.getpid()),
             )
+
+    @contextlib.contextmanager
+    def supervised(self) -> Iterator[Services]:
+        """Start the services for the block and stop them all when it ends, however it ends.
+
+        By default SIGTERM and SIGHUP end this process without running ``finally`` clauses, which
+        orphaned the stack; here they raise KeyboardInterrupt like Ctrl-C. Signals set to be
+        ignored (``nohup``) stay ignored. Once stopping, further signals are ignored so that they
+        cannot cut the stop short; it is bounded anyway. The stop and the exit that usually follows
+        run at normal priority.
+        """
+        watched = [sig for sig in STOP_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN]
+
+        def interrupt(signum: int, frame: object) -> None:
+            for sig in watched:
+                signal.signal(sig, signal.SIG_IGN)
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+
+        previous = {sig: signal.signal(sig, interrupt) for sig in watched}
+        try:
+            self.start()
+            yield self
+        finally:
+            for sig in watched:
+                signal.signal(sig, signal.SIG_IGN)
+            _leave_idle([os.getpid()])
+            try:
+                self.stop()
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
@@ -151,14 +249,22 @@ class Services:
                 time.sleep(0.5)
         raise TimeoutError(f"Dagster webserver not up on {self.url} after {timeout:.0f} s")
 
-    def stop(self, name: str | None = None, sig: int = signal.SIGTERM) -> None:
-        for key in [name] if name else list(self.procs):
-            proc = self.procs.pop(key, None)
-            if proc is None or proc.poll() is not None:
-                continue
-            os.killpg(proc.pid, sig)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    def stop(self, name: str | None = None, grace_s: float = 5.0) -> None:
+        """SIGTERM every service's group at once, SIGKILL what is left of them after ``grace_s``.
+
+        Whole groups, because a service's children outlive it otherwise; all at once, so the stack
+        is down within one grace period (the leaderboard bounds its own graceful shutdown to 5 s).
+        """
+        procs = [self.procs.pop(key) for key in ([name] if name else list(self.procs)) if key in self.procs]
+        _leave_idle(_group_members({proc.pid for proc in procs}))
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while any(_group_alive(proc) for proc in procs) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for proc in procs:
+            if _group_alive(proc):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

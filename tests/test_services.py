@@ -1,0 +1,120 @@
+"""``quantcraft up`` takes its whole stack down with it, whatever ends it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .test_pipeline_e2e import free_port
+
+
+def stack_pids(home: Path) -> set[int]:
+    """Every live process that inherited this stack's QUANTCRAFT_HOME, however it was reparented."""
+    marker = b"QUANTCRAFT_HOME=" + str(home).encode() + b"\0"
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):  # gone meanwhile
+                if marker in (entry / "environ").read_bytes():
+                    found.add(int(entry.name))
+    return found
+
+
+def port_free(port: int) -> bool:
+    """Whether a new server could listen on the port (with SO_REUSEADDR, as uvicorn does)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def running_up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path, tuple[int, int]]]:
+    """``quantcraft up`` on free ports with its own QUANTCRAFT_HOME, once it says it is serving."""
+    home = tmp_path / "state"
+    ports = free_port(), free_port()
+    log = tmp_path / "up.log"
+    cmd = [str(Path(sys.executable).parent / "quantcraft"), "up", "--port", str(ports[0])]
+    with open(log, "wb") as out:
+        up = subprocess.Popen(
+            [*cmd, "--leaderboard-port", str(ports[1])],
+            env={**os.environ, "QUANTCRAFT_HOME": str(home)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 180
+        while b"stops every service" not in log.read_bytes():
+            assert up.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.5)
+        started = stack_pids(home)
+        # up, the webserver, the daemon, the leaderboard and Dagster's code servers
+        assert len(started) >= 5 and up.pid in started, started
+        assert not any(port_free(p) for p in ports)
+        yield up, home, ports
+    finally:
+        for pid in stack_pids(home):
+            os.kill(pid, signal.SIGKILL)  # only this test's own stack: its QUANTCRAFT_HOME is unique
+
+
+@contextlib.contextmanager
+def busy_cpus() -> Iterator[None]:
+    """Every CPU busy at normal priority, as during a judging: the stack runs at SCHED_IDLE."""
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(len(os.sched_getaffinity(0)))
+    ]
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+def assert_stack_gone(
+    up: subprocess.Popen, home: Path, ports: tuple[int, int], within_s: float = 10.0
+) -> None:
+    """``up`` has exited (an exiting process no longer shows its environment), its stack too."""
+    deadline = time.monotonic() + within_s
+    while up.poll() is None or stack_pids(home) or not all(map(port_free, ports)):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    left = {pid: Path(f"/proc/{pid}/cmdline").read_bytes()[:200] for pid in stack_pids(home)}
+    assert left == {}, "processes of the stack outlived quantcraft up"
+    assert all(map(port_free, ports)), "a port of the stack is still taken"
+    assert up.returncode is not None, "quantcraft up is still exiting"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "sig",
+    [signal.SIGTERM, signal.SIGHUP],  # systemd, supervisors, docker stop; the terminal went away
+    ids=lambda sig: sig.name,
+)
+def test_up_stops_every_service_on_signal_even_on_a_busy_host(tmp_path, sig):
+    with running_up(tmp_path) as (up, home, ports), busy_cpus():
+        up.send_signal(sig)
+        assert_stack_gone(up, home, ports)
+        assert up.returncode == 0
+
+
+@pytest.mark.slow
+def test_services_die_with_up(tmp_path):
+    """SIGKILL (docker stop's second signal) leaves up no say: the services' death signal acts."""
+    with running_up(tmp_path) as (up, home, ports):
+        up.kill()
+        assert_stack_gone(up, home, ports)

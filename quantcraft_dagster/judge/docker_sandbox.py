@@ -1,0 +1,288 @@
+"""The Docker sandbox backend: the production twin of bubblewrap behind the same interface.
+
+Each engine runs in its own container from a glibc-only image (``deploy/sandbox.Dockerfile``) with
+no network (``network_mode=none``: its own loopback only), a read-only root, a 100 MiB tmpfs
+``/tmp``, no capabilities, ``no-new-privileges``, uid 65534, and the kernel limits of
+:class:`SandboxLimits` (memory = memory+swap, pids, cpuset, rlimits). The binary is copied in
+through the Docker API into a per-engine volume mounted read-only at ``/app``: the judge may run in
+a container of its own (DockerRunLauncher), so no host path of its is visible to the daemon, and
+Docker refuses to copy into a read-only root. The load generator joins the container's network
+namespace through ``/proc/<pid>/ns/net``, as it does for bubblewrap.
+
+Every container and volume is labelled with its judging and an expiry; :func:`reap`, run when a
+:class:`DockerSandbox` is made, removes those whose judging is over (expired, or whose judge's own
+container is gone), so a crashed run worker or a restarted daemon never leaves an engine running on
+the CPUs of the next judging.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import tarfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, DockerException, NotFound
+from docker.types import LogConfig, Mount, Ulimit
+
+from .cpus import placed
+from .judging import InfrastructureError, JudgeConfig
+from .sandbox import EngineExit, SandboxLimits, StderrTail
+
+SANDBOX_IMAGE = os.environ.get("QUANTCRAFT_SANDBOX_IMAGE", "quantcraft/sandbox:bookworm")
+LABEL = "quantcraft.sandbox"
+JUDGING_LABEL = "quantcraft.judging"
+EXPIRES_LABEL = "quantcraft.expires"
+OWNER_LABEL = "quantcraft.owner"
+# Beyond the judge's own phase bounds: stopping, copying the binary, a slow daemon.
+LIFETIME_MARGIN_S = 120.0
+
+
+def _own_container_id() -> str:
+    """The id of the container this judge runs in ('' on a host): Docker bind-mounts its hostname."""
+    with contextlib.suppress(OSError):
+        found = re.search(r"/containers/([0-9a-f]{64})/hostname ", Path("/proc/self/mountinfo").read_text())
+        if found:
+            return found.group(1)
+    return ""
+
+
+def reap(client: docker.DockerClient, now: float | None = None) -> list[str]:
+    """Remove sandboxes whose judging is over; returns the names removed.
+
+    A judging is over when its expiry has passed or the container of the judge that started it no
+    longer runs. Sandboxes of judgings still in flight (other run workers on this host) are kept.
+    """
+    now = time.time() if now is None else now
+
+    def over(labels: dict[str, str]) -> bool:
+        owner = labels.get(OWNER_LABEL, "")
+        return float(labels.get(EXPIRES_LABEL, "0")) < now or bool(owner and not _running(client, owner))
+
+    removed: list[str] = []
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        if over(container.labels):
+            with contextlib.suppress(NotFound):
+                container.remove(force=True)
+                removed.append(container.name)
+    for volume in client.volumes.list(filters={"label": LABEL}):
+        if over(volume.attrs["Labels"] or {}):
+            with contextlib.suppress(APIError):  # gone already, or still mounted by a live engine
+                volume.remove(force=True)
+                removed.append(volume.name)
+    return removed
+
+
+def _running(client: docker.DockerClient, container_id: str) -> bool:
+    try:
+        return client.containers.get(container_id).status == "running"
+    except NotFound:
+        return False
+
+
+class DockerSandbox:
+    """Starts engines as sibling containers through the Docker API (socket or ``DOCKER_HOST``)."""
+
+    def __init__(
+        self,
+        limits: SandboxLimits | None = None,
+        image: str = SANDBOX_IMAGE,
+        lifetime_s: float = 3600.0,
+        judging_id: str = "",
+        client: docker.DockerClient | None = None,
+    ) -> None:
+        self.limits = limits or SandboxLimits()
+        self.image = image
+        self.lifetime_s = lifetime_s
+        self.judging_id = judging_id or uuid.uuid4().hex
+        self.owner = _own_container_id()
+        try:
+            self.client = client or docker.from_env()
+            reap(self.client)
+        except DockerException as exc:
+            raise InfrastructureError(f"Docker is not reachable: {exc}") from exc
+
+    @classmethod
+    def for_config(
+        cls, config: JudgeConfig, image: str = SANDBOX_IMAGE, judging_id: str = ""
+    ) -> DockerSandbox:
+        """Limits from the judge's config; a sandbox outliving the judge's own deadlines is a leftover."""
+        lifetime = config.health_timeout_s + config.phase_time_limit_s + LIFETIME_MARGIN_S
+        return cls(config.sandbox_limits(), image, lifetime, judging_id)
+
+    def labels(self) -> dict[str, str]:
+        return {
+            LABEL: "engine",
+            JUDGING_LABEL: self.judging_id,
+            EXPIRES_LABEL: f"{time.time() + self.lifetime_s:.0f}",
+            OWNER_LABEL: self.owner,
+        }
+
+    def start(self, binary: Path, port: int) -> DockerEngine:
+        try:
+            return DockerEngine(self, binary, port)
+        except DockerException as exc:
+            raise InfrastructureError(f"could not start the engine container: {exc}") from exc
+
+
+def _app_archive(binary: Path) -> bytes:
+    """A tar holding only ``engine``: root-owned, read and execute for everyone, no write."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("engine")
+        info.size = binary.stat().st_size
+        info.mode = 0o555
+        info.mtime = int(time.time())
+        with open(binary, "rb") as fh:
+            tar.addfile(info, fh)
+    return buf.getvalue()
+
+
+class DockerEngine:
+    """One engine container; its stdout and stderr are drained into a 64 KiB tail."""
+
+    def __init__(self, sandbox: DockerSandbox, binary: Path, port: int) -> None:
+        client, limits = sandbox.client, sandbox.limits
+        self.limits = limits
+        labels = sandbox.labels()
+        name = f"qc-engine-{uuid.uuid4().hex[:12]}"
+        self.volume = client.volumes.create(name, labels=labels)
+        # Docker copies only into a container's writable volumes: a never-started helper fills the
+        # volume, which the engine then mounts read-only.
+        loader = client.containers.create(
+            sandbox.image, ["/app/engine"], name=f"{name}-load", labels=labels, network_mode="none",
+            mounts=[Mount("/app", name, type="volume")],
+        )  # fmt: skip
+        try:
+            loader.put_archive("/app", _app_archive(binary))
+        finally:
+            loader.remove(force=True)
+        ulimits = [
+            Ulimit(name="nofile", soft=limits.nofile, hard=limits.nofile),
+            Ulimit(name="fsize", soft=limits.file_bytes, hard=limits.file_bytes),
+            Ulimit(name="core", soft=0, hard=0),
+        ]
+        self.container = client.containers.create(
+            sandbox.image,
+            ["/app/engine", "--port", str(port)],
+            name=name,
+            labels=labels,
+            hostname="engine",
+            user=f"{limits.uid}:{limits.uid}",
+            working_dir="/app",
+            environment={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "QC_PORT": str(port)},
+            network_mode="none",
+            ipc_mode="private",
+            read_only=True,
+            mounts=[Mount("/app", name, type="volume", read_only=True)],
+            # /dev/shm would be a second writable tmpfs beside /tmp: mounted read-only instead.
+            tmpfs={"/tmp": f"size={limits.tmp_bytes},mode=1777", "/dev/shm": "ro,size=4k"},
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=limits.pids,
+            mem_limit=limits.memory_bytes,
+            memswap_limit=limits.memory_bytes,
+            cpuset_cpus=",".join(map(str, limits.cpus)) or None,
+            ulimits=ulimits,
+            init=True,  # a real PID 1: the engine gets SIGTERM like any process, orphans are reaped
+            log_config=LogConfig(type=LogConfig.types.NONE),  # output goes to the tail, not to disk
+        )
+        out_r, out_w = os.pipe()
+        # Attached before the start, so nothing is missed; the stream ends when the container exits.
+        stream = self.container.attach(stdout=True, stderr=True, stream=True)
+        # Unpacking the daemon's frames and keeping the tail cost CPU per line the engine writes:
+        # both threads are born on the engine's CPUs, so a flooding engine pays for its own output
+        # instead of slowing the load generator.
+        with placed(limits.cpus):
+            threading.Thread(target=_pump, args=(stream, out_w), daemon=True).start()
+            self.stderr = StderrTail(out_r)
+        self._code: int | None = None
+        self._exited = threading.Event()
+        self.container.start()
+        self.container.reload()
+        self.pid = int(self.container.attrs["State"]["Pid"])
+        _pin_parent(self.pid, limits.cpus)
+        threading.Thread(target=self._wait, daemon=True).start()
+
+    def _wait(self) -> None:
+        with contextlib.suppress(DockerException):
+            self._code = int(self.container.wait()["StatusCode"])
+        self._exited.set()
+
+    @property
+    def netns_path(self) -> str:
+        return f"/proc/{self.pid}/ns/net"
+
+    def exit_code(self) -> int | None:
+        return self._code if self._exited.is_set() else None
+
+    def stop(self) -> EngineExit:
+        """SIGTERM, SIGKILL after the grace period; then the container and its volume are removed."""
+        died_early = self._exited.is_set()
+        try:
+            cpu_ns, peak = _usage(self.container) if not died_early else (0, 0)
+            if not died_early:
+                self.container.stop(timeout=max(1, round(self.limits.term_grace_s)))
+            self._exited.wait(30)
+            self.container.reload()
+            state = self.container.attrs["State"]
+            self.container.remove(force=True)
+            self.volume.remove(force=True)
+        except DockerException as exc:
+            raise InfrastructureError(f"could not stop the engine container: {exc}") from exc
+        return EngineExit(
+            code=int(state["ExitCode"]),
+            oom_killed=bool(state["OOMKilled"]),
+            died_early=died_early,
+            stderr_tail=self.stderr.text(),
+            stderr_bytes=self.stderr.total,
+            memory_peak=peak,
+            cpu_ns=cpu_ns,
+        )
+
+
+def _usage(container) -> tuple[int, int]:
+    """(CPU ns, peak memory) from the container's cgroup, read through the API before it is stopped.
+
+    The daemon reads ``cpuacct.usage`` (v1) or ``cpu.stat usage_usec`` (v2) and reports both in
+    ns; the peak is v1's ``max_usage`` (0 on v2, which keeps none before kernel 5.19). An engine
+    that exited by itself has no cgroup left to read: (0, 0).
+    """
+    with contextlib.suppress(APIError, KeyError, TypeError):
+        stats = container.stats(stream=False, one_shot=True)
+        cpu = int(stats["cpu_stats"]["cpu_usage"]["total_usage"])
+        return cpu, int(stats["memory_stats"].get("max_usage", 0))
+    return 0, 0
+
+
+def _pin_parent(pid: int, cpus: tuple[int, ...]) -> None:
+    """Put the container's shim (the parent of its init) on the engine's CPUs, every thread of it.
+
+    The shim copies whatever the engine writes to stdout and stderr: a flooding engine's output
+    then costs the engine's CPUs, not the load generator's. Best effort: without the host's pid
+    namespace the shim is not visible, and the measurement only loses this protection.
+    """
+    if not cpus:
+        return
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        for task in Path(f"/proc/{parent}/task").iterdir():
+            os.sched_setaffinity(int(task.name), cpus)
+
+
+def _pump(stream, fd: int) -> None:
+    """Copy the container's output stream into a pipe the 64 KiB tail drains."""
+    try:
+        for chunk in stream:
+            os.write(fd, chunk)
+    except (OSError, DockerException):
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,49 @@
+"""Fixtures for tests against a real Docker daemon: started here when none answers, never skipped.
+
+CI starts the daemon and builds the images before pytest (``.ci/run``); run alone, the first test
+that needs them does both (the project image takes minutes on a fresh machine).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import docker
+import pytest
+
+from quantcraft_dagster.judge.docker_sandbox import LABEL, SANDBOX_IMAGE
+
+ROOT = Path(__file__).resolve().parent.parent
+APP_IMAGE = "quantcraft/app:latest"
+
+
+def _missing(client: docker.DockerClient, names: list[str]) -> bool:
+    return not all(client.images.list(name=name) for name in names)
+
+
+@pytest.fixture(scope="session")
+def docker_client() -> docker.DockerClient:
+    subprocess.run(["bash", str(ROOT / "scripts" / "dockerd.sh")], check=True)
+    return docker.from_env(timeout=120)
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(docker_client) -> str:
+    if _missing(docker_client, [SANDBOX_IMAGE]):
+        subprocess.run(["bash", str(ROOT / "deploy" / "build-images.sh"), "sandbox"], check=True)
+    return SANDBOX_IMAGE
+
+
+@pytest.fixture(scope="session")
+def app_image(docker_client, sandbox_image) -> str:
+    if _missing(docker_client, [APP_IMAGE]):
+        subprocess.run(["bash", str(ROOT / "deploy" / "build-images.sh")], check=True)
+    return APP_IMAGE
+
+
+def sandbox_leftovers(client: docker.DockerClient) -> list[str]:
+    """Names of every engine container or volume still on the daemon."""
+    containers = client.containers.list(all=True, filters={"label": LABEL})
+    volumes = client.volumes.list(filters={"label": LABEL})
+    return [c.name for c in containers] + [v.name for v in volumes]

@@ -1,0 +1,39 @@
+"""The judging and hostile-engine tests run against both sandbox backends.
+
+``judge_binary`` starts bubblewrap unless given a sandbox; for the ``docker`` parameter the default
+is swapped for the Docker backend, so every test in those modules judges through Docker unchanged,
+and afterwards no engine container or volume may remain.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from quantcraft_dagster.judge import judging
+from quantcraft_dagster.judge.docker_sandbox import DockerSandbox
+from quantcraft_dagster.judge.sandbox import SandboxLimits
+from tests.docker_env import docker_client, sandbox_image, sandbox_leftovers  # noqa: F401 (fixtures)
+
+BOTH_BACKENDS = {"tests.judge.test_hostile", "tests.judge.test_judging"}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.module.__name__ in BOTH_BACKENDS:
+        metafunc.parametrize("sandbox_backend", ["bubblewrap", "docker"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def sandbox_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    backend = getattr(request, "param", "bubblewrap")
+    if backend != "docker":
+        yield backend
+        return
+    client = request.getfixturevalue("docker_client")
+    image = request.getfixturevalue("sandbox_image")
+
+    def docker_default(limits: SandboxLimits) -> DockerSandbox:
+        return DockerSandbox(limits, image, client=client)
+
+    monkeypatch.setattr(judging, "BubblewrapSandbox", docker_default)
+    yield backend
+    assert sandbox_leftovers(client) == []

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from .judge.helpers import engine_cgroups, sandbox_processes
 from .test_pipeline_e2e import free_port
 
 
@@ -118,3 +119,19 @@ def test_services_die_with_up(tmp_path):
     with running_up(tmp_path) as (up, home, ports):
         up.kill()
         assert_stack_gone(up, home, ports)
+
+
+@pytest.mark.slow
+def test_up_stops_a_judging_in_flight(tmp_path, engines):
+    """The run worker, its load generator and the sandboxed engine belong to the stack too."""
+    with running_up(tmp_path) as (up, home, ports):
+        env = {**os.environ, "QUANTCRAFT_HOME": str(home)}
+        submit = [str(Path(sys.executable).parent / "quantcraft"), "submit", "--contestant", "alice"]
+        subprocess.run([*submit, str(engines / "engine")], env=env, check=True, capture_output=True)
+        deadline = time.monotonic() + 120
+        while not sandbox_processes():
+            assert time.monotonic() < deadline, "the judging never started an engine"
+            time.sleep(0.2)
+        up.send_signal(signal.SIGTERM)
+        assert_stack_gone(up, home, ports)
+        assert sandbox_processes() == [] and engine_cgroups() == []

@@ -37,6 +37,7 @@ import_base() {
   root=$(mktemp -d /var/tmp/qc-rootfs.XXXXXX)
   if debootstrap --variant=minbase bookworm "$root" "$MIRROR" >/dev/null; then
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/*
+    chmod 755 "$root"  # mktemp made it 0700: the image's / must be searchable by every user
     tar -C "$root" -c . | docker import - "$BASE" >/dev/null || ok=$?
   else
     ok=1

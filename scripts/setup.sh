@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SYSTEM_PACKAGES=(bubblewrap gcc make util-linux procps python3-venv chromium)
+# docker.io, docker-compose, debootstrap: the production path (deploy/), built and tested offline.
+SYSTEM_PACKAGES=(bubblewrap gcc make util-linux procps python3-venv chromium
+                 docker.io docker-compose debootstrap)
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -1,0 +1,172 @@
+"""The production path, run for real: docker-compose with the offline override brings up Postgres,
+the S3 stand-in, the gRPC code location, webserver, daemon and leaderboard from the images
+``deploy/build-images.sh`` builds; one upload is judged by the sensor → a DockerRunLauncher run
+container → the Docker sandbox, and its score reaches the leaderboard."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from quantcraft_dagster.judge.docker_sandbox import LABEL, OWNER_LABEL
+from quantcraft_dagster.storage.bucket import S3Bucket
+from tests.docker_env import ROOT, docker_client, sandbox_image, sandbox_leftovers  # noqa: F401 (fixtures)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+OFFLINE = ROOT / "deploy" / "compose.offline.yml"
+COMPOSE = ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "-f", str(OFFLINE)]
+STANDINS = ["quantcraft/app:latest", "quantcraft/s3-standin:latest", "quantcraft/postgres-standin:latest"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            found = check()
+        except (OSError, ValueError):  # not up yet
+            found = None
+        if found:
+            return found
+        time.sleep(2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def read_env(path: Path) -> dict[str, str]:
+    lines = path.read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def stack_bucket(stack: dict[str, str]) -> S3Bucket:
+    """The stack's bucket through its S3 endpoint, with the keys deploy/init.sh generated."""
+    return S3Bucket(
+        "quantcraft",
+        f"http://127.0.0.1:{stack['QUANTCRAFT_S3_PORT']}",
+        access_key=stack["QUANTCRAFT_S3_ACCESS_KEY"],
+        secret_key=stack["QUANTCRAFT_S3_SECRET_KEY"],
+    )
+
+
+@pytest.fixture(scope="module")
+def offline_images(docker_client) -> None:  # noqa: F811 (fixture)
+    if not all(docker_client.images.list(name=name) for name in STANDINS):
+        subprocess.run(["bash", str(ROOT / "deploy" / "build-images.sh"), "offline"], check=True)
+
+
+@pytest.fixture(scope="module")
+def stack(offline_images, docker_client, tmp_path_factory) -> Iterator[dict[str, str]]:  # noqa: F811
+    """The whole stack under a throwaway project name, secrets from deploy/init.sh, quick profile."""
+    home = tmp_path_factory.mktemp("stack")
+    env_file = home / ".env"
+    subprocess.run(["bash", str(ROOT / "deploy" / "init.sh"), str(env_file)], check=True)
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
+    ports = {
+        "DAGSTER_PG_PORT": free_port(),
+        "QUANTCRAFT_S3_PORT": free_port(),
+        "QUANTCRAFT_WEB_PORT": free_port(),
+        "QUANTCRAFT_LEADERBOARD_PORT": free_port(),
+    }
+    with env_file.open("a") as fh:
+        fh.write("QUANTCRAFT_PROFILE=quick\n")
+        fh.writelines(f"{name}={port}\n" for name, port in ports.items())
+    env = read_env(env_file)
+    project = ["-p", f"qc{uuid.uuid4().hex[:8]}", "--env-file", str(env_file)]
+    try:
+        subprocess.run([*COMPOSE, *project, "up", "-d"], check=True, cwd=ROOT)
+        yield env
+    finally:
+        subprocess.run([*COMPOSE, *project, "logs", "--no-color", "--tail", "80"], cwd=ROOT)
+        subprocess.run([*COMPOSE, *project, "down", "-v", "-t", "5"], cwd=ROOT)
+
+
+@pytest.fixture
+def instance(stack, tmp_path, monkeypatch) -> Iterator[dg.DagsterInstance]:
+    """The stack's Dagster instance on Postgres, read from this process with deploy/dagster.yaml."""
+    shutil.copy(ROOT / "deploy" / "dagster.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_PG_HOST", "127.0.0.1")
+    monkeypatch.setenv("QUANTCRAFT_RUN_NETWORK", "host")
+    for name in ("DAGSTER_PG_PORT", "DAGSTER_PG_PASSWORD"):
+        monkeypatch.setenv(name, stack[name])
+    monkeypatch.setenv("DAGSTER_PG_USER", "dagster")
+    monkeypatch.setenv("DAGSTER_PG_DB", "dagster")
+    with dg.DagsterInstance.from_config(str(tmp_path)) as inst:
+        yield inst
+
+
+def test_compose_config_needs_the_generated_secrets(tmp_path):
+    """No default secret: without deploy/init.sh's .env the file refuses; with it, it validates."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_PG", "QUANTCRAFT_S3"))}
+    env_file = tmp_path / ".env"
+    env_file.write_text("")
+    config = [*COMPOSE, "--env-file", str(env_file), "config"]
+    out = subprocess.run(config, cwd=ROOT, env=env, capture_output=True)
+    assert out.returncode != 0 and b"run deploy/init.sh first" in out.stderr
+    env_file.unlink()
+    subprocess.run(["bash", str(ROOT / "deploy" / "init.sh"), str(env_file)], check=True)
+    out = subprocess.run(config, cwd=ROOT, env=env, capture_output=True, check=True)
+    assert read_env(env_file)["DAGSTER_PG_PASSWORD"].encode() in out.stdout
+
+
+def test_an_upload_is_judged_through_docker_run_launcher(stack, instance, engines, docker_client):  # noqa: F811
+    stack_bucket(stack).put_bytes("submissions/alice/engine", (engines / "engine").read_bytes())
+    board_url = f"http://127.0.0.1:{stack['QUANTCRAFT_LEADERBOARD_PORT']}/api/leaderboard"
+
+    def alice_scored():
+        with urllib.request.urlopen(board_url, timeout=5) as resp:
+            board = json.load(resp)["leaderboard"]
+        return [row for row in board if row["contestant"] == "alice"]
+
+    (row,) = wait_for(alice_scored, 600, "alice's score on the leaderboard")
+    assert row["correctness"] == 100.0, row
+    runs = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS]))
+    judged = [r for r in runs if r.tags.get("dagster/partition", "").startswith("alice-")]
+    assert len(judged) == 1
+    assert judged[0].tags.get("docker/container_id"), "the run did not go through DockerRunLauncher"
+    assert sandbox_leftovers(docker_client) == []
+
+
+def test_a_killed_run_worker_is_failed_by_monitoring_and_retried_once(
+    stack,
+    instance,
+    engines,
+    docker_client,  # noqa: F811 (fixture)
+):
+    """Infrastructure failure: the run container dies mid-judging. Run monitoring fails the run,
+    run retries start it again, the new run's reaper removes the orphaned engine, and the
+    submission ends with exactly one score."""
+    stack_bucket(stack).put_bytes("submissions/bob/engine", (engines / "engine").read_bytes())
+
+    def engine_running():
+        return docker_client.containers.list(filters={"label": LABEL})
+
+    (engine,) = wait_for(engine_running, 300, "bob's engine to start")
+    docker_client.containers.get(engine.labels[OWNER_LABEL]).kill()
+    (partition,) = [k for k in instance.get_dynamic_partitions("submissions") if k.startswith("bob-")]
+    failed_then_retried = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS}
+
+    def bob_runs():
+        runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": partition}))
+        return runs if {r.status for r in runs} == failed_then_retried else None
+
+    runs = wait_for(bob_runs, 600, "bob's run to fail and its retry to succeed")
+    assert len(runs) == 2
+    scores = instance.fetch_materializations(dg.AssetKey("score"), limit=1000).records
+    assert [r.partition_key for r in scores].count(partition) == 1
+    assert sandbox_leftovers(docker_client) == []

@@ -140,6 +140,7 @@ def raw_telemetry(
     submission_binary: dict,
     order_trace: dict[str, list[bytes]],
     expected_reports: dict[str, list[bytes]],
+    calibration: dict,
     bucket: BucketResource,
     sandbox: SandboxResource,
     judging: JudgingResource,
@@ -180,6 +181,7 @@ def raw_telemetry(
             except InfrastructureError as exc:
                 context.log.error(f"judge infrastructure failure, will retry: {exc}")
                 raise dg.RetryRequested(max_retries=2, seconds_to_wait=5) from exc
+        result.verdict.calibration = calibration  # the slot's health when this verdict was made
         verdict = result.verdict.to_obj()
         columns = result.telemetry.columns
     stage(context, "validating")

@@ -67,7 +67,7 @@ def judge_phase(config: JudgeConfig, binary: Path, phase: str):
     sandbox = BubblewrapSandbox(config.sandbox_limits())
     result, engine_exit = run_phase(sandbox, binary, bundle, config, None)
     judge_phase.loadgen_peak = max(getattr(judge_phase, "loadgen_peak", 0), result.peak_rss_bytes)
-    return phase_outcome(phase, bundle, result, engine_exit).metrics
+    return phase_outcome(phase, bundle, result, engine_exit, config.validity).metrics
 
 
 def main() -> None:

@@ -72,12 +72,17 @@ def _cmd_judge(args: argparse.Namespace) -> int:
     from .judge.judging import JudgeConfig, judge_binary
 
     config = JudgeConfig(profile=args.profile, port=args.port)
+    sandbox = None  # judge_binary's default: bubblewrap
+    if args.sandbox == "docker":
+        from .judge.docker_sandbox import DockerSandbox
+
+        sandbox = DockerSandbox.for_config(config)
     show = None if args.quiet else _progress_printer(sys.stderr)
     verdicts = []
     for i in range(args.repeat):
         if args.repeat > 1 and show:
             sys.stderr.write(f"judging {i + 1} of {args.repeat}\n")
-        verdicts.append(judge_binary(Path(args.binary), config, progress=show).verdict.to_obj())
+        verdicts.append(judge_binary(Path(args.binary), config, show, sandbox).verdict.to_obj())
     result = verdicts[0] if args.repeat == 1 else _with_spread(verdicts)
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
@@ -95,7 +100,7 @@ def _with_spread(verdicts: list[dict]) -> dict:
     for phase in result["phases"]:
         spread["phases"][phase] = {
             key: _spread([v["phases"][phase][key] for v in verdicts])
-            for key in ("p50_us", "p90_us", "p99_us", "p999_us", "orders_per_s", "exact")
+            for key in ("p50_us", "p90_us", "p99_us", "p999_us", "send_lag_p99_us", "orders_per_s", "exact")
         }
     result["repeat"] = {
         "runs": len(verdicts),
@@ -106,17 +111,20 @@ def _with_spread(verdicts: list[dict]) -> dict:
 
 
 def _print_human(v: dict) -> None:
-    print(f"status: {v['status']}\nreason: {v['reason']}")
+    print(f"status: {v['status']}\nreason: {v['reason']}\ntraces: {v['traces']} ({v['profile']} profile)")
     if v["scores"]:
-        s = v["scores"]
+        s, (lo, hi) = v["scores"], v["scores_range"]["final"]
         print(
-            f"score:  {s['final']:.2f}  (latency {s['latency']:.2f}, throughput {s['throughput']:.2f},"
-            f" correctness {s['correctness']:.2f})"
+            f"score:  {s['final']:.2f} ± {(hi - lo) / 2:.2f}  (latency {s['latency']:.2f},"
+            f" throughput {s['throughput']:.2f}, correctness {s['correctness']:.2f}; medians over trials)"
         )
     for name, p in v["phases"].items():
+        rate = f"{'≥ ' if p['client_limited'] else ''}{p['orders_per_s']} orders/s"
+        cpu = f", engine CPU {p['cpu_us_per_order']} µs/order" if p["cpu_us_per_order"] is not None else ""
         print(
-            f"phase {name}: {p['exact']}/{p['orders']} exact, p50 {p['p50_us']} µs, p99 {p['p99_us']} µs,"
-            f" p99.9 {p['p999_us']} µs, {p['orders_per_s']} orders/s"
+            f"phase {name}: {p['exact']}/{p['orders']} exact, p50 {p['p50_us']} µs, p99 {p['p99_us']} µs"
+            f" (service p99 {p['service_p99_us']} µs, send lag p99 {p['send_lag_p99_us']} µs), {rate}{cpu};"
+            f" {len(p['trials'])} trial(s), {p['invalid_trials']['count']} discarded"
         )
     if v.get("book_match") is not None:
         print(
@@ -288,6 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="quick", choices=sorted(trace.PROFILES))
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--port", type=int, default=8080)
+    p.add_argument(
+        "--sandbox", default="bubblewrap", choices=["bubblewrap", "docker"],
+        help="docker: the production sandbox (needs a Docker daemon and deploy/build-images.sh)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON verdict on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=_cmd_judge)

@@ -3,7 +3,8 @@
 Configuration comes from the environment so the embedded default (``quantcraft up``) and the
 production compose file load the same module: ``QUANTCRAFT_BUCKET_BACKEND`` (local | s3),
 ``QUANTCRAFT_BUCKET_ROOT``, ``QUANTCRAFT_S3_BUCKET``, ``QUANTCRAFT_S3_ENDPOINT``,
-``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``QUANTCRAFT_PROFILE``.
+``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``QUANTCRAFT_PROFILE``,
+``QUANTCRAFT_MAX_SEND_LAG_P99_US`` (the trial validity bound), ``QUANTCRAFT_OFFICIAL_SECRET``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,13 @@ import os
 
 import dagster as dg
 
+from assets.calibration import (
+    calibration,
+    calibration_every_n_judgings,
+    calibration_in_band,
+    calibration_job,
+    calibration_schedule,
+)
 from assets.standings import standings
 from assets.submission import correctness, metrics, raw_telemetry, score, submission_binary, submissions
 from assets.traces import expected_reports, order_trace
@@ -55,31 +63,41 @@ defs = dg.Definitions(
         correctness,
         score,
         standings,
+        calibration,
         dg.AssetSpec(LIFECYCLE_ASSET, description="Lifecycle of each submission (observations only)"),
         dg.AssetSpec(REJECTED_UPLOADS, description="Uploads whose key is not submissions/<id>/<file>"),
     ],
-    jobs=[judge_job, standings_job],
-    sensors=[build_submission_sensor(judge_job), build_standings_sensor(standings_job)],
+    asset_checks=[calibration_in_band],
+    jobs=[judge_job, standings_job, calibration_job],
+    schedules=[calibration_schedule],
+    sensors=[
+        build_submission_sensor(judge_job),
+        build_standings_sensor(standings_job),
+        calibration_every_n_judgings,
+    ],
     resources={
         "bucket": bucket,
         "io_manager": BucketJSONIOManager(bucket=bucket),
         "trace_io_manager": TraceIOManager(bucket=bucket),
         "contest": ContestResource(official_secret=dg.EnvVar(OFFICIAL_SECRET_ENV)),
         "sandbox": SandboxResource(),
-        "judging": JudgingResource(profile=os.environ.get("QUANTCRAFT_PROFILE", "standard")),
+        "judging": JudgingResource(
+            profile=os.environ.get("QUANTCRAFT_PROFILE", "standard"),
+            max_send_lag_p99_us=float(os.environ.get("QUANTCRAFT_MAX_SEND_LAG_P99_US", "100")),
+        ),
         "duckdb": DuckDBResource(),
         "scoring": ScoringResource(),
     },
 )
 
 
-def materialize_missing_traces(instance: dg.DagsterInstance) -> list[str]:
-    """Official traces exist before the first judging reads them: materialise the missing phases
-    (a re-materialisation, e.g. after a profile change, is the organiser's, from the UI)."""
+def prepare_judging(instance: dg.DagsterInstance) -> None:
+    """What every judging reads, made before the first one: the official traces of any missing
+    phase (re-materialising them, e.g. after a profile change, is the organiser's, from the UI),
+    and a fresh calibration of this host's judging slot."""
     done = instance.get_materialized_partitions(expected_reports.key)
-    missing = [phase for phase in trace.PHASES if phase not in done]
-    for phase in missing:
+    for phase in [p for p in trace.PHASES if p not in done]:
         dg.materialize(
             [order_trace, expected_reports], partition_key=phase, instance=instance, resources=defs.resources
         )
-    return missing
+    dg.materialize([calibration], instance=instance, resources=defs.resources)

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import settings
+from .judge.cgroups import PlatformGroup
 from .judge.cpus import background, split_cpus
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -68,8 +69,12 @@ def prepare(judging_slots: int = 1) -> dict[str, str]:
     # together on an empty folder would otherwise race on the schema.
     from dagster import DagsterInstance
 
+    os.environ.setdefault(settings.OFFICIAL_SECRET_ENV, settings.official_secret())
     with DagsterInstance.from_config(str(home)) as instance:
         instance.get_runs(limit=1)
+        from .definitions import prepare_judging
+
+        prepare_judging(instance)
     env = dict(os.environ)
     env.update(
         DAGSTER_HOME=str(home),
@@ -84,8 +89,9 @@ def _bin(name: str) -> str:
     return str(local) if local.exists() else (shutil.which(name) or name)
 
 
-def _service_child(cpus: tuple[int, ...], parent: int) -> None:
-    """Between fork and exec of a service: off the engines' CPUs, and SIGTERM when ``parent`` dies.
+def _service_child(cpus: tuple[int, ...], parent: int, platform_procs: str) -> None:
+    """Between fork and exec of a service: off the engines' CPUs, in the platform's freezer group
+    (the judge freezes it for timed trials: ``judge.quiet``), and SIGTERM when ``parent`` dies.
 
     The death signal covers what no handler can: the parent killed by SIGKILL (``docker stop``
     after its timeout, the OOM killer). It fires when the forking thread ends, so services are
@@ -93,6 +99,8 @@ def _service_child(cpus: tuple[int, ...], parent: int) -> None:
     send it: then the service does not start at all.
     """
     background(cpus)
+    with open(platform_procs, "w") as fh:
+        fh.write(str(os.getpid()))
     if _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
     if os.getppid() != parent:
@@ -182,6 +190,7 @@ class Services:
             ]  # fmt: skip
 
         off_engine = split_cpus()[1]
+        platform_procs = PlatformGroup().procs_file()
         for name, cmd in commands.items():
             if name in self.procs and self.procs[name].poll() is None:
                 continue  # already running: never orphan a live child by starting a twin
@@ -193,7 +202,7 @@ class Services:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=functools.partial(_service_child, off_engine, os.getpid()),
+                preexec_fn=functools.partial(_service_child, off_engine, os.getpid(), platform_procs),
             )
 
     @contextlib.contextmanager

@@ -15,6 +15,13 @@ def bucket_root() -> Path:
     return Path(os.environ.get("QUANTCRAFT_BUCKET_ROOT", home() / "bucket")).resolve()
 
 
+def calibration_engines() -> Path:
+    """The platform's own example engines (``make -C examples/engines``): ``engine`` calibrates a
+    judging slot, ``trivial`` measures the load generator's ceiling."""
+    default = Path(__file__).resolve().parent.parent / "examples" / "engines" / "build"
+    return Path(os.environ.get("QUANTCRAFT_CALIBRATION_ENGINES", default))
+
+
 OFFICIAL_SECRET_ENV = "QUANTCRAFT_OFFICIAL_SECRET"
 
 

@@ -11,6 +11,7 @@ from pydantic import Field, PrivateAttr
 from quantcraft_dagster import settings
 from quantcraft_dagster.core import trace
 from quantcraft_dagster.core.scoring import RankingConfig, ScoringConfig
+from quantcraft_dagster.core.trial import ValidityConfig
 from quantcraft_dagster.judge.cpus import split_cpus
 from quantcraft_dagster.judge.docker_sandbox import SANDBOX_IMAGE, DockerSandbox
 from quantcraft_dagster.judge.judging import JudgeConfig
@@ -138,6 +139,8 @@ class JudgingResource(dg.ConfigurableResource):
     report_timeout_s: float = 5.0
     health_timeout_s: float = 30.0
     phase_time_limit_s: float = 120.0
+    # core.trial.ValidityConfig's bound: raise it only on a host known to be noisy (tests on a VM)
+    max_send_lag_p99_us: float = ValidityConfig().max_send_lag_p99_us
 
     def config(self, sandbox: SandboxResource, scoring: ScoringResource) -> JudgeConfig:
         engine, loadgen = sandbox.cpus()
@@ -152,6 +155,7 @@ class JudgingResource(dg.ConfigurableResource):
             health_timeout_s=self.health_timeout_s,
             phase_time_limit_s=self.phase_time_limit_s,
             scoring=scoring.config(),
+            validity=ValidityConfig(max_send_lag_p99_us=self.max_send_lag_p99_us),
         )
 
 

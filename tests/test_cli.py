@@ -46,12 +46,26 @@ def test_judge_json_verdict(engines):
     assert verdict["scores"]["correctness"] == 100.0
     assert set(verdict["phases"]) == {"A", "B", "C"}
     figures = {"orders", "exact", "errors", "p50_us", "p90_us", "p99_us", "p999_us", "orders_per_s"}
-    for phase in verdict["phases"].values():
+    figures |= {"service_p99_us", "send_lag_p99_us", "cpu_us_per_order", "client_limited", "trials"}
+    for name, phase in verdict["phases"].items():
         assert figures <= set(phase)
+        assert len(phase["trials"]) == (1 if name == "A" else 3) and phase["invalid_trials"]["count"] >= 0
+        assert figures - {"trials"} <= set(phase["trials"][0])
+    assert verdict["phases"]["C"]["cpu_us_per_order"] > 0
+    assert verdict["traces"] == "public" and set(verdict["trace_versions"]) == {"A", "B", "C"}
+    for key, (lo, hi) in verdict["scores_range"].items():
+        assert lo <= verdict["scores"][key] <= hi
     assert verdict["book_match"] is True and verdict["divergences"] == []
     assert verdict["repeat"]["runs"] == 2
     assert verdict["repeat"]["spread"]["scores"]["final"]["spread"] >= 0
     assert b"phase A" in proc.stderr  # progress while it runs
+
+
+def test_judge_human_output_shows_ranges_and_trials(engines):
+    out = run("judge", str(engines / "trivial"), "--profile", "quick", "--quiet").stdout.decode()
+    assert "traces: public (quick profile)" in out and " ± " in out
+    assert "phase B:" in out and "≥ " in out  # the trivial engine outpaces the client: a lower bound
+    assert "3 trial(s)" in out
 
 
 def test_judge_rejects_a_text_file(tmp_path):

@@ -10,6 +10,7 @@ import dagster as dg
 import pytest
 
 import assets.submission as submission_assets
+from assets.calibration import calibration
 from assets.traces import expected_reports, order_trace
 from quantcraft_dagster.core import trace
 from quantcraft_dagster.judge.judging import InfrastructureError
@@ -45,7 +46,9 @@ def resources(tmp_path):
         "trace_io_manager": TraceIOManager(bucket=bucket),
         "contest": ContestResource(official_secret="organisers-only"),
         "sandbox": SandboxResource(),
-        "judging": JudgingResource(profile="quick", report_timeout_s=2.0, health_timeout_s=3.0),
+        "judging": JudgingResource(
+            profile="quick", report_timeout_s=2.0, health_timeout_s=3.0, max_send_lag_p99_us=20_000.0
+        ),
         "duckdb": DuckDBResource(),
         "scoring": ScoringResource(),
     }
@@ -70,9 +73,10 @@ def _judge_partition(resources, binary: Path, partition: str = "p1", selection=J
             dg.materialize(
                 [order_trace, expected_reports], partition_key=phase, resources=resources, instance=instance
             )
+        dg.materialize([calibration], resources=resources, instance=instance)
         instance.add_dynamic_partitions("submissions", [partition])
         result = dg.materialize(
-            [order_trace, expected_reports, *selection],
+            [order_trace, expected_reports, calibration, *selection],
             selection=selection,
             partition_key=partition,
             resources=resources,
@@ -127,3 +131,5 @@ def test_the_score_asset_records_the_judges_scores_for_the_organisers_config(res
     assert score["final_range"] == verdict["scores_range"]["final"]
     assert score["fully_correct"] is False and score["correctness"] < 100
     assert "A-" not in score["reason"] and "divergence" not in score["reason"]  # public: no order ids
+    assert verdict["traces"] == "official" and set(verdict["trace_versions"]) == {"A", "B", "C"}
+    assert verdict["calibration"]["valid"] is True and verdict["calibration"]["at"]

@@ -200,3 +200,41 @@ def detect_version(root: Path = ROOT) -> int:
 def create(name: str, limits: CgroupLimits, root: Path = ROOT, version: int | None = None) -> Cgroup:
     version = version or detect_version(root)
     return CgroupV2(root, name, limits) if version == 2 else CgroupV1(root, name, limits)
+
+
+class PlatformGroup:
+    """The freezer group holding the platform's own services (Dagster, the leaderboard) when they
+    share a small judge host's load-generator CPU.
+
+    Measured on a 2-core host: with the services merely idling beside it, a busy-polling load
+    generator sent 5–9 ms late at p99 (background work gets whole scheduler slices, and kernel
+    sections are not preempted); with them frozen, 0.5 µs. So the judge freezes the platform for
+    each timed trial (a few seconds) and thaws it after; a guard process thaws it if the judge dies.
+    """
+
+    def __init__(self, root: Path = ROOT, name: str = "platform") -> None:
+        self.version = detect_version(root)
+        base = root / PARENT if self.version == 2 else root / "freezer" / PARENT
+        self.path = base / name
+        self.judges = base / "judges"
+
+    def procs_file(self) -> str:
+        """Where a service writes its pid before exec (from preexec: a plain string)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        return str(self.path / "cgroup.procs")
+
+    def active(self) -> bool:
+        with contextlib.suppress(OSError):
+            return bool((self.path / "cgroup.procs").read_text().split())
+        return False
+
+    def leave(self) -> None:
+        """Move this process (every thread) out, so freezing the platform never freezes its judge."""
+        self.judges.mkdir(parents=True, exist_ok=True)
+        _write(self.judges / "cgroup.procs", str(os.getpid()))
+
+    def state_file(self) -> tuple[Path, str, str]:
+        """(file, frozen value, thawed value) for this hierarchy."""
+        if self.version == 2:
+            return self.path / "cgroup.freeze", "1", "0"
+        return self.path / "freezer.state", "FROZEN", "THAWED"

@@ -11,6 +11,7 @@ Hot-path state lives in flat Python lists indexed by seq; the parent turns them 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import http.client
 import os
@@ -312,9 +313,10 @@ async def _open_loop(phase: _Phase, rate: float) -> None:
 
     libuv timers have 1 ms granularity, so a timer only gets the sender near the next send; the
     last stretch busy-polls the event loop (``sleep(0)``), which keeps receiving and stamping
-    reports while it waits, and the final microseconds spin on ``perf_counter_ns``. Lateness is
-    never hidden: each order's actual send time is recorded beside its intended one, and a trial
-    whose send lag is over its bound is discarded by the judge (``core.trial``).
+    reports while it waits, and the final microseconds spin on ``perf_counter_ns``. (A timed
+    kernel sleep instead was measured worse on a VM: its wake-ups come milliseconds late.)
+    Lateness is never hidden: each order's actual send time is recorded beside its intended one,
+    and a trial whose send lag is over its bound is discarded by the judge (``core.trial``).
     """
     n = len(phase.sent)
     period_ns = 1e9 / rate
@@ -372,6 +374,8 @@ def execute(plan: LoadPlan, progress: bool = False) -> LoadResult:
     import uvloop
 
     foreground(tuple(plan.cpus))
+    with contextlib.suppress(OSError):  # the judge's own sender outranks anything else on its CPU
+        os.setpriority(os.PRIO_PROCESS, 0, -20)
     healthy, waited, why = wait_healthy(plan)
     if not healthy:
         return LoadResult(False, waited, why)

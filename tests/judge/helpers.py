@@ -6,12 +6,18 @@ import subprocess
 import time
 from pathlib import Path
 
+from quantcraft_dagster.core.trial import ValidityConfig
 from quantcraft_dagster.judge import cgroups
 from quantcraft_dagster.judge.judging import JudgeConfig
 from quantcraft_dagster.judge.sandbox import NOBODY
 
-# Short timeouts keep hostile tests fast; the rules are the same as the defaults.
-FAST = JudgeConfig(profile="quick", health_timeout_s=3.0, report_timeout_s=2.0, phase_time_limit_s=10.0)
+# Short timeouts keep hostile tests fast; the rules are the same as the defaults. The send-lag bound
+# is raised because this VM's noise bursts reach milliseconds: these tests assert the engines'
+# verdicts, not the host (tests/judge/test_trials.py asserts the bound itself).
+NOISY_HOST = ValidityConfig(max_send_lag_p99_us=20_000.0)
+FAST = JudgeConfig(
+    profile="quick", health_timeout_s=3.0, report_timeout_s=2.0, phase_time_limit_s=10.0, validity=NOISY_HOST
+)
 
 
 def sandbox_processes() -> list[str]:
@@ -22,7 +28,13 @@ def sandbox_processes() -> list[str]:
 def engine_cgroups() -> list[Path]:
     root = cgroups.ROOT
     parents = [root / cgroups.PARENT] + [p / cgroups.PARENT for p in root.iterdir() if p.is_dir()]
-    return [child for parent in parents if parent.is_dir() for child in parent.iterdir() if child.is_dir()]
+    return [
+        child
+        for parent in parents
+        if parent.is_dir()
+        for child in parent.iterdir()
+        if child.is_dir() and child.name.startswith("engine-")
+    ]
 
 
 def assert_nothing_left(grace_s: float = 2.0) -> None:

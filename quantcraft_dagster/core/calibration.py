@@ -1,0 +1,63 @@
+"""Judge-host calibration: the platform's own correct engine, judged on a judging slot, must
+measure what it measures on a quiet host. When it does not, the slot's verdicts are suspect.
+
+The band is measured, not guessed: on a quiet 2-core host the correct example engine judges at
+phase A p99 ≈ 80 µs, phase C p99 40–120 µs, send-lag p99 < 1 µs, final-score range 0 over three
+trials, no discarded trial (``bench/fairness_bench.py``). The bounds leave a wide margin for
+ordinary noise and still catch a host whose load generator or engine CPU is shared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationBand:
+    max_final_spread: float = 1.0
+    max_a_p99_us: float = 500.0
+    max_c_p99_us: float = 1_000.0
+    max_send_lag_p99_us: float = 50.0
+    max_invalid_trials: int = 0
+    min_correctness: float = 100.0
+
+
+def figures(verdict: dict[str, Any], ceiling: float | None) -> dict[str, Any]:
+    """What a calibration records, from the calibration engine's public verdict."""
+    phases = verdict["phases"]
+    lo, hi = verdict["scores_range"]["final"]
+    return {
+        "valid": True,
+        "reason": verdict["reason"],
+        "final": verdict["scores"]["final"],
+        "final_spread": round(hi - lo, 3),
+        "correctness": verdict["scores"]["correctness"],
+        "a_p99_us": phases["A"]["p99_us"],
+        "c_p99_us": phases["C"]["p99_us"],
+        "send_lag_p99_us": phases["C"]["send_lag_p99_us"],
+        "b_orders_per_s": phases["B"]["orders_per_s"],
+        "cpu_us_per_order": phases["B"]["cpu_us_per_order"],
+        "invalid_trials": sum(p["invalid_trials"]["count"] for p in phases.values()),
+        "client_ceiling_orders_per_s": ceiling,
+    }
+
+
+def out_of_band(calibration: dict[str, Any], band: CalibrationBand) -> list[str]:
+    """Every way the calibration falls outside the band; empty when the slot is healthy."""
+    if not calibration.get("valid"):
+        return [f"no valid calibration: {calibration.get('reason')}"]
+    limits = [
+        ("final_spread", band.max_final_spread, "above"),
+        ("a_p99_us", band.max_a_p99_us, "above"),
+        ("c_p99_us", band.max_c_p99_us, "above"),
+        ("send_lag_p99_us", band.max_send_lag_p99_us, "above"),
+        ("invalid_trials", band.max_invalid_trials, "above"),
+        ("correctness", band.min_correctness, "below"),
+    ]
+    problems = []
+    for name, bound, side in limits:
+        value = calibration[name]
+        if value is None or (value > bound if side == "above" else value < bound):
+            problems.append(f"{name} {value} {side} the band's {bound}")
+    return problems

@@ -9,7 +9,7 @@ not invalid, since running it again cannot help; that trial is *client-limited*,
 a lower bound on the engine's ("≥"), which the verdict says.
 
 Every threshold lives in :class:`ValidityConfig`; the defaults come from measurements on a
-2-core judge host (``bench/fairness_bench.py``, docs/measurement.md).
+2-core judge host (``bench/fairness_bench.py``; the README states them).
 """
 
 from __future__ import annotations

@@ -91,13 +91,17 @@ defs = dg.Definitions(
 )
 
 
-def prepare_judging(instance: dg.DagsterInstance) -> None:
-    """What every judging reads, made before the first one: the official traces of any missing
-    phase (re-materialising them, e.g. after a profile change, is the organiser's, from the UI),
-    and a fresh calibration of this host's judging slot."""
-    done = instance.get_materialized_partitions(expected_reports.key)
-    for phase in [p for p in trace.PHASES if p not in done]:
-        dg.materialize(
-            [order_trace, expected_reports], partition_key=phase, instance=instance, resources=defs.resources
-        )
-    dg.materialize([calibration], instance=instance, resources=defs.resources)
+def prepare_judging() -> None:
+    """What every judging reads, made before the first one (in ``$DAGSTER_HOME``'s instance): the
+    official traces of any missing phase (re-materialising them, e.g. after a profile change, is
+    the organiser's, from the UI), and a fresh calibration of this host's judging slot."""
+    with dg.DagsterInstance.get() as instance:
+        done = instance.get_materialized_partitions(expected_reports.key)
+        for phase in [p for p in trace.PHASES if p not in done]:
+            dg.materialize(
+                [order_trace, expected_reports],
+                partition_key=phase,
+                instance=instance,
+                resources=defs.resources,
+            )
+        dg.materialize([calibration], instance=instance, resources=defs.resources)

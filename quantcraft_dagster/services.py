@@ -69,17 +69,25 @@ def prepare(judging_slots: int = 1) -> dict[str, str]:
     # together on an empty folder would otherwise race on the schema.
     from dagster import DagsterInstance
 
-    os.environ.setdefault(settings.OFFICIAL_SECRET_ENV, settings.official_secret())
     with DagsterInstance.from_config(str(home)) as instance:
         instance.get_runs(limit=1)
-        from .definitions import prepare_judging
-
-        prepare_judging(instance)
     env = dict(os.environ)
     env.update(
         DAGSTER_HOME=str(home),
         QUANTCRAFT_HOME=str(settings.home()),
         PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH", "")])),
+    )
+    env.setdefault(settings.OFFICIAL_SECRET_ENV, settings.official_secret())
+    # The official traces and a calibration, before the first judging reads them: in a process of
+    # its own, so the code location is loaded from this environment as every service loads it.
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from quantcraft_dagster.definitions import prepare_judging; prepare_judging()",
+        ],
+        env=env,
+        check=True,
     )
     return env
 

@@ -255,8 +255,9 @@ class _Judging:
         else:
             timed = phase != "A"  # phase A's latency is not scored
             group = PlatformGroup() if timed and self.config.quiet_platform else None
-            with quiet_platform(group, self.config.quiet_max_s):
-                result, engine_exit = run_phase(self.sandbox, self.binary, bundle, self.config, self.progress)
+            result, engine_exit = run_phase(
+                self.sandbox, self.binary, bundle, self.config, self.progress, group
+            )
         outcome = phase_outcome(phase, bundle, result, engine_exit, self.config.validity, trial)
         engine_at_fault = outcome.problem or outcome.protocol_error_count
         why = (
@@ -344,7 +345,10 @@ def run_phase(
     bundle: PhaseBundle,
     config: JudgeConfig,
     progress: Progress | None,
+    quiet: PlatformGroup | None = None,
 ) -> tuple[LoadResult, EngineExit]:
+    """One run of a phase on a fresh engine; ``quiet``: the platform group frozen while it runs
+    (after the progress announcement, so the caller's bookkeeping is done before anything freezes)."""
     spec = bundle.spec
     plan = LoadPlan(
         phase=spec.phase,
@@ -369,11 +373,12 @@ def run_phase(
             # Announced here, before anything is timed: a caller's bookkeeping (the Dagster asset
             # logs a lifecycle event) then never shares the load generator's CPU during a replay.
             progress(spec.phase, 0, len(plan.payloads), "starting a fresh engine")
-        engine = sandbox.start(binary, config.port)
-        try:
-            _drive_loadgen(engine, plan, plan_path, result_path, config, progress)
-        finally:
-            engine_exit = engine.stop()
+        with quiet_platform(quiet, config.quiet_max_s):
+            engine = sandbox.start(binary, config.port)
+            try:
+                _drive_loadgen(engine, plan, plan_path, result_path, config, progress)
+            finally:
+                engine_exit = engine.stop()
         if not result_path.exists():
             return LoadResult(
                 False, 0.0, f"engine {engine_exit.describe()} before becoming healthy"

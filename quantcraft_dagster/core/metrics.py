@@ -65,16 +65,6 @@ class PhaseMetrics:
                 obj[key] = round(obj[key], 3)
         return obj
 
-    @classmethod
-    def from_obj(cls, obj: dict[str, Any]) -> PhaseMetrics:
-        """Inverse of :meth:`to_obj`; a ``None`` percentile of a phase with orders was unbounded."""
-        fields = dict(obj)
-        for key in _LATENCIES:
-            if fields.get(key, 0) is None and fields["orders"]:
-                fields[key] = math.inf
-        fields["windows"] = [Window(**w) for w in fields.get("windows", [])]
-        return cls(**fields)
-
 
 _LATENCIES = ("p50_us", "p90_us", "p99_us", "p999_us", "service_p99_us", "send_lag_p50_us", "send_lag_p99_us")
 

@@ -77,6 +77,7 @@ def count_events(asset: str) -> dict[str, int]:
     return counts
 
 
+@pytest.mark.timeout(600)
 def test_uploads_are_judged_through_the_daemon_and_survive_a_daemon_crash(platform, engines, tmp_path):
     from resources import BucketResource
 
@@ -103,12 +104,17 @@ def test_uploads_are_judged_through_the_daemon_and_survive_a_daemon_crash(platfo
     time.sleep(2)
     platform.start()  # only the daemon is down, so only the daemon starts
 
-    def all_terminal():
-        states = read_states()
-        done = [s for s in states.values() if s.stage in lifecycle.TERMINAL and s.score]
-        return states if len(states) == 4 and len(done) == 4 else None
+    seen: dict[str, lifecycle.SubmissionState] = {}
 
-    states = wait_for(all_terminal, 300, "four terminal submissions")
+    def all_terminal():
+        seen.update(read_states())
+        done = [s for s in seen.values() if s.stage in lifecycle.TERMINAL and s.score]
+        return seen if len(seen) == 4 and len(done) == 4 else None
+
+    try:
+        states = wait_for(all_terminal, 360, "four terminal submissions")
+    except AssertionError as timeout:  # say where each submission stopped, not only that one did
+        raise AssertionError({p: (s.stage, s.reason, s.detail) for p, s in seen.items()}) from timeout
     by_contestant = {s.score["contestant"]: s for s in states.values()}
     assert by_contestant["alice"].stage == "finished" and by_contestant["alice"].score["correctness"] == 100.0
     assert by_contestant["bob"].stage == "finished" and by_contestant["bob"].score["correctness"] < 100.0

@@ -33,10 +33,11 @@ def calibration(
     config = replace(judging.config(sandbox, scoring), profile=CALIBRATION_PROFILE)
     engines = settings.calibration_engines()
     try:
-        verdict = judge_binary(engines / "engine", config, sandbox=sandbox.sandbox(config)).verdict
-        ceiling_run = judge_binary(
-            engines / "trivial", replace(config, trials=1), sandbox=sandbox.sandbox(config)
-        )
+        with sandbox.slot(config) as placed:
+            verdict = judge_binary(engines / "engine", placed, sandbox=sandbox.sandbox(placed)).verdict
+            ceiling_run = judge_binary(
+                engines / "trivial", replace(placed, trials=1), sandbox=sandbox.sandbox(placed)
+            )
         ceiling = ceiling_run.verdict.phases["B"].orders_per_s
         value = figures(verdict.to_obj(private=False), ceiling)
     except InfrastructureError as exc:  # the slot could not even measure: that is the finding

@@ -1,6 +1,7 @@
 """Per-submission assets (dynamic partition ``submissions``): binary → telemetry → metrics →
 correctness → score. Every rule called here lives in ``quantcraft_dagster.core``."""
 
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -177,7 +178,12 @@ def raw_telemetry(
             except ValueError as exc:
                 raise dg.Failure(f"official traces unusable: {exc}") from exc
             try:
-                result = judge_binary(path, config, progress, sandbox.sandbox(config), bundles)
+                with sandbox.slot(config) as placed:
+                    context.log.info(
+                        f"judging on CPUs {placed.engine_cpus} (engine) + {placed.loadgen_cpus} (load)"
+                        f" of {socket.gethostname()}"
+                    )
+                    result = judge_binary(path, placed, progress, sandbox.sandbox(placed), bundles)
             except InfrastructureError as exc:
                 context.log.error(f"judge infrastructure failure, will retry: {exc}")
                 raise dg.RetryRequested(max_retries=2, seconds_to_wait=5) from exc

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Writes the deployment's secrets to .env (mode 0600) beside docker-compose.yml: a fresh random
-# Postgres password, S3 key pair and official-trace secret, generated here, never shipped in the
-# repository. Keeps an existing .env (its secrets are in use: the Postgres volume was initialised
-# with them).
+# Postgres password, S3 key pair, official-trace secret and Redis password, generated here, never
+# shipped in the repository. Keeps an existing .env (its secrets are in use: the Postgres volume
+# was initialised with them; an older .env lacks the Redis password: add a line by hand).
 #   bash deploy/init.sh [ENV_FILE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,7 @@ umask 077
   echo "QUANTCRAFT_S3_ACCESS_KEY=qc$(secret | head -c 18)"
   echo "QUANTCRAFT_S3_SECRET_KEY=$(secret)"
   echo "QUANTCRAFT_OFFICIAL_SECRET=$(secret)"
+  echo "QUANTCRAFT_REDIS_PASSWORD=$(secret)"  # scale-out only (deploy/compose.celery.yml)
 } >"$env_file"
 chmod 600 "$env_file"
 echo "wrote $env_file (mode 0600)"

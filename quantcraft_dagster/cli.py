@@ -277,6 +277,41 @@ def _cmd_contestants(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from . import worker
+
+    worker.run(args.name, args.loglevel, args.celery_args)
+    return 0
+
+
+WORKER_HELP = """\
+Start this judge host's Celery worker: it takes judging runs from the queue that the control
+host's Dagster daemon fills (CeleryRunLauncher, deploy/dagster-celery.yaml) and runs one
+judging per slot, a slot being disjoint engine and load-generator CPUs of this host.
+
+To add a judge host (Debian 12, as root):
+  1. bash scripts/setup.sh                  # in a checkout of the same commit as the control host
+  2. mkdir -p /opt/dagster/home && cp deploy/dagster-celery.yaml /opt/dagster/home/dagster.yaml
+  3. export DAGSTER_HOME=/opt/dagster/home and the control host's settings (its .env):
+       DAGSTER_PG_HOST DAGSTER_PG_PORT DAGSTER_PG_USER DAGSTER_PG_PASSWORD DAGSTER_PG_DB
+       QUANTCRAFT_CELERY_BROKER QUANTCRAFT_CELERY_BACKEND   (redis://CONTROL-HOST:6379/0 and /1)
+       QUANTCRAFT_BUCKET_BACKEND=s3 QUANTCRAFT_S3_ENDPOINT QUANTCRAFT_S3_BUCKET
+       AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY QUANTCRAFT_OFFICIAL_SECRET QUANTCRAFT_PROFILE
+  4. .venv/bin/quantcraft worker --name judge-07
+  5. on the control host, raise max_concurrent_runs and the judging pool's default_limit in its
+     dagster.yaml to the new total of slots (every worker prints its slots at start), then
+     restart the daemon.
+
+This host's slots: QUANTCRAFT_JUDGE_CPUS (default: every online CPU) cut into slots of
+QUANTCRAFT_CPUS_PER_SLOT CPUs (default 4: 2 engine + 2 load generator; a 2-core host has one slot
+of 1 + 1). QUANTCRAFT_SLOTS_DIR (default /run/quantcraft/slots) holds one lock per CPU, taken by
+every judging on this host, so even two workers on one host never share a CPU.
+
+Arguments after "--" go to Celery's own worker command (celery worker --help), e.g.
+  quantcraft worker --name judge-07 -- --without-heartbeat
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="quantcraft", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -325,6 +360,19 @@ def build_parser() -> argparse.ArgumentParser:
     add = csub.add_parser("add", help="create a contestant and print its upload token")
     add.add_argument("name")
     add.set_defaults(func=_cmd_contestants)
+
+    p = sub.add_parser(
+        "worker",
+        help="start a judge host's Celery worker (scale-out; see quantcraft worker --help)",
+        description=WORKER_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--name", default="judge", help="worker name, unique per host; Celery adds @HOSTNAME (default: judge)"
+    )
+    p.add_argument("--loglevel", default="INFO", help="Celery's log level (default: INFO)")
+    p.add_argument("celery_args", nargs=argparse.REMAINDER, help='after "--": arguments for celery worker')
+    p.set_defaults(func=_cmd_worker)
 
     p = sub.add_parser("status", help="every submission's stage and score, and the standings")
     p.add_argument("--json", action="store_true")

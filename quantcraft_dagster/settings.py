@@ -6,6 +6,8 @@ import os
 import secrets
 from pathlib import Path
 
+from .judge.cpus import parse_cpu_list
+
 
 def home() -> Path:
     return Path(os.environ.get("QUANTCRAFT_HOME", Path.cwd() / ".quantcraft")).resolve()
@@ -38,3 +40,44 @@ def official_secret() -> str:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
     return path.read_text().strip()
+
+
+# Scale-out (deploy/dagster-celery.yaml, ``quantcraft worker``): the control host's daemon puts each
+# judging run on a Celery queue in Redis; any judge host's worker takes the next one.
+CELERY_BROKER_ENV = "QUANTCRAFT_CELERY_BROKER"
+CELERY_BACKEND_ENV = "QUANTCRAFT_CELERY_BACKEND"
+JUDGING_QUEUE_ENV = "QUANTCRAFT_JUDGING_QUEUE"
+
+
+def celery_broker() -> str:
+    """Where judging runs are queued: ``$QUANTCRAFT_CELERY_BROKER`` (a Redis URL)."""
+    return os.environ.get(CELERY_BROKER_ENV, "redis://127.0.0.1:6379/0")
+
+
+def celery_backend() -> str:
+    """Where task states are kept (run monitoring reads them): ``$QUANTCRAFT_CELERY_BACKEND``."""
+    return os.environ.get(CELERY_BACKEND_ENV, "redis://127.0.0.1:6379/1")
+
+
+def judging_queue() -> str:
+    return os.environ.get(JUDGING_QUEUE_ENV, "judging")
+
+
+def slots_dir() -> Path:
+    """The host-wide folder of CPU locks (``judge.slots``): every judging on this host, whichever
+    worker or state folder it belongs to, takes its CPUs' locks here. ``$QUANTCRAFT_SLOTS_DIR``;
+    the default is on /run, a per-boot tmpfs, so no lock file survives a reboot."""
+    return Path(os.environ.get("QUANTCRAFT_SLOTS_DIR", "/run/quantcraft/slots"))
+
+
+def judge_cpus() -> list[int] | None:
+    """The CPUs this host judges on (``$QUANTCRAFT_JUDGE_CPUS``, e.g. ``0-7`` or ``2,3,6,7``); all
+    online CPUs when unset."""
+    text = os.environ.get("QUANTCRAFT_JUDGE_CPUS", "").strip()
+    return parse_cpu_list(text) if text else None
+
+
+def cpus_per_slot() -> int:
+    """CPUs in one judging slot (``$QUANTCRAFT_CPUS_PER_SLOT``, default 4: two for the engine, two
+    for the load generator, as ``split_cpus`` shares them)."""
+    return int(os.environ.get("QUANTCRAFT_CPUS_PER_SLOT", "4"))

@@ -1,7 +1,10 @@
 """Dagster resources: thin configuration over the I/O adapters (no rules here)."""
 
+import contextlib
 import functools
 import os
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
@@ -16,6 +19,7 @@ from quantcraft_dagster.judge.cpus import split_cpus
 from quantcraft_dagster.judge.docker_sandbox import SANDBOX_IMAGE, DockerSandbox
 from quantcraft_dagster.judge.judging import JudgeConfig
 from quantcraft_dagster.judge.sandbox import BubblewrapSandbox, Sandbox
+from quantcraft_dagster.judge.slots import Slot, host_slots, take_slot
 from quantcraft_dagster.storage.bucket import Bucket, LocalBucket, S3Bucket
 
 
@@ -76,6 +80,10 @@ class SandboxResource(dg.ConfigurableResource):
     pids: int = 256
     engine_cpus: list[int] = Field(default_factory=list)
     loadgen_cpus: list[int] = Field(default_factory=list)
+    # The host's judging slots (judge.slots), unless engine_cpus/loadgen_cpus name the only one.
+    judge_cpus: list[int] = Field(default_factory=lambda: settings.judge_cpus() or [])
+    cpus_per_slot: int = Field(default_factory=settings.cpus_per_slot)
+    slots_dir: str = Field(default_factory=lambda: str(settings.slots_dir()))
     _run_id: str = PrivateAttr(default="")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
@@ -84,6 +92,18 @@ class SandboxResource(dg.ConfigurableResource):
     def cpus(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         engine, loadgen = split_cpus()
         return tuple(self.engine_cpus) or engine, tuple(self.loadgen_cpus) or loadgen
+
+    def slots(self) -> list[Slot]:
+        if self.engine_cpus or self.loadgen_cpus:
+            return [Slot(*self.cpus())]
+        return host_slots(self.judge_cpus or None, self.cpus_per_slot)
+
+    @contextlib.contextmanager
+    def slot(self, config: JudgeConfig) -> Iterator[JudgeConfig]:
+        """``config`` placed on a free judging slot of this host, held for the block: whichever
+        worker or process judges, no two judgings on a host ever share a CPU (``judge.slots``)."""
+        with take_slot(Path(self.slots_dir), self.slots()) as slot:
+            yield replace(config, engine_cpus=slot.engine_cpus, loadgen_cpus=slot.loadgen_cpus)
 
     def sandbox(self, config: JudgeConfig) -> Sandbox:
         if self.backend == "docker":

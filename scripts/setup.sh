@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # docker.io, docker-compose, debootstrap: the production path (deploy/), built and tested offline.
+# postgresql, redis-server: the scale-out tests start their own (tests/scale/).
 SYSTEM_PACKAGES=(bubblewrap gcc make util-linux procps python3-venv chromium
-                 docker.io docker-compose debootstrap)
+                 docker.io docker-compose debootstrap postgresql redis-server)
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

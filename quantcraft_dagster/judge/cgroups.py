@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cpus import parse_cpu_list
+
 ROOT = Path("/sys/fs/cgroup")
 PARENT = "quantcraft"
 
@@ -238,3 +240,31 @@ class PlatformGroup:
         if self.version == 2:
             return self.path / "cgroup.freeze", "1", "0"
         return self.path / "freezer.state", "FROZEN", "THAWED"
+
+
+def remove_orphans(cpus: set[int], root: Path = ROOT) -> list[str]:
+    """Remove the empty engine groups pinned to ``cpus`` alone; returns their names.
+
+    Called by a judge that holds the slot locks of ``cpus`` (``judge.slots``): a live judging on
+    these CPUs would hold them, so such a group was left by a judging killed with its worker (its
+    engine died with it: bubblewrap's ``--die-with-parent``). ``rmdir`` refuses a group that still
+    holds a process, so nothing running is ever touched.
+    """
+    version = detect_version(root)
+    parent = root / PARENT if version == 2 else root / "cpuset" / PARENT
+    removed = []
+    for group in sorted(parent.glob("engine-*")):
+        try:
+            text = (group / "cpuset.cpus").read_text().strip()
+        except OSError:
+            continue
+        if not text or not set(parse_cpu_list(text)) <= cpus:
+            continue
+        dirs = [group] if version == 2 else list(root.glob(f"*/{PARENT}/{group.name}"))
+        try:
+            for d in dirs:
+                d.rmdir()
+        except OSError:
+            continue
+        removed.append(group.name)
+    return removed

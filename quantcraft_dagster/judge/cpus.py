@@ -16,11 +16,16 @@ from pathlib import Path
 def online_cpus() -> list[int]:
     """The host's CPUs, not this process's affinity (a pinned Dagster worker must not shrink them)."""
     try:
-        text = Path("/sys/devices/system/cpu/online").read_text().strip()
+        text = Path("/sys/devices/system/cpu/online").read_text()
     except OSError:
         return list(range(os.cpu_count() or 1))
+    return parse_cpu_list(text)
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """The kernel's CPU list format (``0-3,6``), as /sys and cpusets write it."""
     cpus: list[int] = []
-    for part in text.split(","):
+    for part in text.strip().split(","):
         first, _, last = part.partition("-")
         cpus.extend(range(int(first), int(last or first) + 1))
     return cpus

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from quantcraft_dagster import settings
 from quantcraft_dagster.core.binary import HEADER_BYTES, MAX_BINARY_BYTES, Rejected, check_header, check_size
-from quantcraft_dagster.core.intake import FILENAME_RE, PREFIX
+from quantcraft_dagster.core.intake import FILENAME_RE, PREFIX, IntakeCursor, scan
+from quantcraft_dagster.core.limits import Refusal, check
+from quantcraft_dagster.lifecycle import PARTITIONS, Load, judging_load
 from quantcraft_dagster.storage.bucket import Bucket
 
 from . import contestants
@@ -117,6 +121,25 @@ async def api_submission(request: Request) -> Response:
     return _json(data)
 
 
+def upload_refusal(instance: dg.DagsterInstance, bucket: Bucket, owner: str, now: float) -> Refusal | None:
+    """Why ``owner`` may not upload now, under the contest's limits (``core.limits``), or None.
+
+    Counted from state that outlives this process: the owner's judging runs in the instance, plus
+    their objects in the bucket that the submission sensor has not taken yet (it looks every few
+    seconds; an object it has taken has a partition). The sensor applies the same rule to
+    whatever reaches the bucket by other roads.
+    """
+    limits = settings.upload_limits()
+    if not limits.enabled:
+        return None
+    load = judging_load(instance, now - limits.window_s, owner).get(owner, Load())
+    listed = scan(bucket.list(f"{PREFIX}{owner}/"), IntakeCursor()).new
+    waiting = [
+        sub.modified for sub in listed if not instance.has_dynamic_partition(PARTITIONS, sub.partition_key)
+    ]
+    return check(limits, now, load.uploads + waiting, load.pending + len(waiting))
+
+
 class _SpooledParser(MultiPartParser):
     """Starlette's parser with the file spooled to disk past 64 KiB instead of 1 MiB."""
 
@@ -138,7 +161,8 @@ async def api_upload(request: Request) -> Response:
     The body streams to a temporary file and from there to the bucket in bounded chunks, so an
     upload in flight costs a small constant of memory whatever its size. The refusals that need no
     body (declared size, uploads in flight, token) come before a byte of it is read: a client that
-    sends ``Expect: 100-continue`` hears them without sending the file.
+    sends ``Expect: 100-continue`` hears them without sending the file. One contestant's uploads
+    go one at a time, so two at once cannot both pass the upload limits.
     """
     state = request.app.state
     declared = request.headers.get("content-length", "")
@@ -151,23 +175,40 @@ async def api_upload(request: Request) -> Response:
         owner = await _owner(request)
         if owner is None:
             return _error(401, "a valid contestant token is required (Authorization: Bearer TOKEN)")
-        parser = _SpooledParser(
-            request.headers,
-            _capped(request.stream(), UPLOAD_LIMIT),
-            max_files=1,
-            max_fields=1,
-            max_part_size=1024,
-        )
-        try:
-            form = await parser.parse()
-        except HTTPException as exc:
-            return _error(exc.status_code, exc.detail)
-        except MultiPartException as exc:
-            return _error(400, exc.message)
-        try:
-            return await _store(state.bucket, owner, form)
-        finally:
-            await form.close()
+        async with state.owner_locks.setdefault(owner, asyncio.Lock()):
+            refusal = await run_in_threadpool(
+                upload_refusal, state.instance, state.bucket, owner, time.time()
+            )
+            if refusal is not None:
+                wait = refusal.retry_after_s
+                return _json(
+                    {"error": f"{refusal.reason}; retry in {wait} s", "reason": refusal.reason,
+                     "retry_after_s": wait, "limits": settings.upload_limits().describe()},
+                    429,
+                    {"Retry-After": str(wait)},
+                )  # fmt: skip
+            return await _receive(request, owner)
+
+
+async def _receive(request: Request, owner: str) -> Response:
+    """The multipart body, spooled to disk, then stored under the owner's prefix."""
+    parser = _SpooledParser(
+        request.headers,
+        _capped(request.stream(), UPLOAD_LIMIT),
+        max_files=1,
+        max_fields=1,
+        max_part_size=1024,
+    )
+    try:
+        form = await parser.parse()
+    except HTTPException as exc:
+        return _error(exc.status_code, exc.detail)
+    except MultiPartException as exc:
+        return _error(400, exc.message)
+    try:
+        return await _store(request.app.state.bucket, owner, form)
+    finally:
+        await form.close()
 
 
 async def _store(bucket: Bucket, owner: str, form: FormData) -> Response:
@@ -238,7 +279,9 @@ def create_app(
             raise RuntimeError("DAGSTER_HOME must name the Dagster instance's folder")
         instance = dg.DagsterInstance.from_config(home)
         app.state.bucket = bucket if bucket is not None else _env_bucket()
+        app.state.instance = instance
         app.state.board = Board(instance)
+        app.state.owner_locks = {}  # one upload at a time per contestant (a few bytes each)
         app.state.hub = Hub()
         app.state.dagster_url = dagster_url or DAGSTER_URL
         app.state.uploads_in_flight = uploads_in_flight

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -23,6 +24,18 @@ METRICS_ASSET = dg.AssetKey("metrics")
 JOB_NAME = "judge_submission"
 PARTITIONS = "submissions"
 QUEUED = "queued"
+# An upload over its contestant's limits: kept in the bucket, not judged unless the organiser
+# lifts the limit; the detail's reason says which limit and when another upload is accepted.
+SKIPPED = "skipped"
+# On every judging run (the sensor sets them): whose upload it judges, and when it was uploaded.
+CONTESTANT_TAG = "quantcraft/contestant"
+UPLOADED_TAG = "quantcraft/uploaded_at"
+PENDING_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 INFRASTRUCTURE_FAILURE = "the judging run failed (infrastructure); see the run's logs"
 PAGE = 1000
 
@@ -143,3 +156,46 @@ def scores(instance: dg.DagsterInstance) -> dict[str, dict[str, Any]]:
     """Latest score record per partition."""
     records, _ = _fetch(instance.fetch_materializations, dg.AssetRecordsFilter(asset_key=SCORE_ASSET), None)
     return {record.partition_key: _metadata(record) for record in records}
+
+
+@dataclass(slots=True)
+class Load:
+    """One contestant's judgings: how many are pending, and the upload times of those accepted."""
+
+    pending: int = 0
+    uploads: list[float] = field(default_factory=list)
+    partitions: set[str] = field(default_factory=set)  # whose judgings these are
+
+
+def judging_load(
+    instance: dg.DagsterInstance, since: float, contestant: str | None = None
+) -> dict[str, Load]:
+    """Per contestant (or only ``contestant``): judgings pending now, and accepted uploads made
+    after ``since`` (epoch seconds).
+
+    Read from the judging runs, the state that survives every restart; a partition counts once
+    however many retries its run had. A run is created after its upload, so runs created before
+    ``since`` cannot hold a later upload.
+    """
+    tags = {CONTESTANT_TAG: contestant} if contestant else {}
+    loads: dict[str, Load] = {}
+    pending: dict[str, set[str]] = {}
+    for record in instance.get_run_records(
+        dg.RunsFilter(job_name=JOB_NAME, statuses=PENDING_STATUSES, tags=tags)
+    ):
+        run = record.dagster_run
+        if who := run.tags.get(CONTESTANT_TAG):
+            pending.setdefault(who, set()).add(run.tags.get("dagster/partition", run.run_id))
+    uploads: dict[str, dict[str, float]] = {}
+    created_after = datetime.fromtimestamp(since, UTC)
+    for record in instance.get_run_records(
+        dg.RunsFilter(job_name=JOB_NAME, created_after=created_after, tags=tags)
+    ):
+        run = record.dagster_run
+        if who := run.tags.get(CONTESTANT_TAG):
+            at = float(run.tags.get(UPLOADED_TAG) or record.create_timestamp.timestamp())
+            uploads.setdefault(who, {})[run.tags.get("dagster/partition", run.run_id)] = at
+    for who in pending.keys() | uploads.keys():
+        accepted = uploads.get(who, {})
+        loads[who] = Load(len(pending.get(who, ())), sorted(accepted.values()), set(accepted))
+    return loads

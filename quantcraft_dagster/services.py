@@ -26,6 +26,7 @@ from pathlib import Path
 from . import settings
 from .judge.cgroups import PlatformGroup
 from .judge.cpus import background, split_cpus
+from .lifecycle import CONTESTANT_TAG
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -34,7 +35,9 @@ _PR_SET_PDEATHSIG = 1
 _LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: a forked child must not dlopen
 
 # One run worker at a time: SQLite must never see concurrent run workers, and the judging pool
-# has one slot per disjoint CPU set (one on a 2-core host).
+# has one slot per disjoint CPU set (one on a 2-core host). The fair queue (on unless
+# QUANTCRAFT_FAIR_QUEUE=0) adds FAIR_QUEUE_LIMITS; its other half is the run priority the
+# submission sensor sets.
 DAGSTER_YAML = """\
 run_coordinator:
   module: dagster.core.run_coordinator
@@ -43,8 +46,8 @@ run_coordinator:
     dequeue_interval_seconds: 1
 concurrency:
   runs:
-    max_concurrent_runs: 1
-  pools:
+    max_concurrent_runs: {runs_at_once}
+{fair_queue}  pools:
     default_limit: {judging_slots}
     granularity: op
 run_retries:
@@ -55,6 +58,27 @@ telemetry:
 """
 
 
+# At most one judging in flight per contestant: the queued run coordinator launches no run whose
+# contestant tag already has a run starting or started. It lives under ``concurrency: runs``,
+# beside max_concurrent_runs: Dagster refuses tag limits in the run coordinator's own config once
+# that section exists. deploy/dagster.yaml carries the same block.
+FAIR_QUEUE_LIMITS = f"""\
+    tag_concurrency_limits:
+      - key: {CONTESTANT_TAG}
+        value:
+          applyLimitPerUniqueValue: true
+        limit: 1
+"""
+
+
+def dagster_yaml(judging_slots: int = 1, runs_at_once: int = 1, fair_queue: bool | None = None) -> str:
+    """The embedded instance's configuration (``runs_at_once`` above 1 only for tests of the queue)."""
+    fair = settings.fair_queue() if fair_queue is None else fair_queue
+    return DAGSTER_YAML.format(
+        judging_slots=judging_slots, runs_at_once=runs_at_once, fair_queue=FAIR_QUEUE_LIMITS if fair else ""
+    )
+
+
 def dagster_home() -> Path:
     return settings.home() / "dagster"
 
@@ -63,7 +87,7 @@ def prepare(judging_slots: int = 1) -> dict[str, str]:
     """Create the state folder and return the environment every Dagster process gets."""
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(DAGSTER_YAML.format(judging_slots=judging_slots))
+    (home / "dagster.yaml").write_text(dagster_yaml(judging_slots))
     settings.bucket_root().mkdir(parents=True, exist_ok=True)
     # Create (or migrate) the SQLite storage once, here: the webserver and the daemon starting
     # together on an empty folder would otherwise race on the schema.

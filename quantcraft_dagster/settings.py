@@ -6,6 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
+from .core.limits import UploadLimits
 from .judge.cpus import parse_cpu_list
 
 
@@ -40,6 +41,33 @@ def official_secret() -> str:
         with os.fdopen(fd, "w") as fh:
             fh.write(secrets.token_hex(32))
     return path.read_text().strip()
+
+
+def fair_queue() -> bool:
+    """Whether the queue is fair between contestants (``$QUANTCRAFT_FAIR_QUEUE``, on unless 0):
+    at most one judging in flight per contestant, and each contestant's first pending judging
+    ahead of anyone's second. Off, the queue is first come, first served."""
+    return (os.environ.get("QUANTCRAFT_FAIR_QUEUE") or "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def upload_limits() -> UploadLimits:
+    """This contest's upload limits, per contestant; 0 switches one off. Read at every use, so
+    the sensor and the upload API follow a change as soon as their processes see it.
+
+    ``$QUANTCRAFT_UPLOADS_PER_WINDOW`` uploads per ``$QUANTCRAFT_UPLOAD_WINDOW_S`` seconds
+    (default 3 per 600), and ``$QUANTCRAFT_MAX_PENDING_UPLOADS`` judgings waiting or running at once
+    (default 3): a few tries per coffee break each, so one contestant's burst cannot fill the queue.
+    """
+    default = UploadLimits()
+
+    def env(name: str, value: float) -> str:  # unset or empty (compose passes empty): the default
+        return os.environ.get(name) or str(value)
+
+    return UploadLimits(
+        per_window=int(env("QUANTCRAFT_UPLOADS_PER_WINDOW", default.per_window)),
+        window_s=float(env("QUANTCRAFT_UPLOAD_WINDOW_S", default.window_s)),
+        max_pending=int(env("QUANTCRAFT_MAX_PENDING_UPLOADS", default.max_pending)),
+    )
 
 
 # Scale-out (deploy/dagster-celery.yaml, ``quantcraft worker``): the control host's daemon puts each

@@ -83,16 +83,35 @@ def parse_key(key: str) -> tuple[str, str]:
 class IntakeCursor:
     watermark: float = 0.0
     recent: dict[str, str] = field(default_factory=dict)  # key -> etag, within the window
+    # Uploads skipped for the contestant's limits, looked at again when the limits change
+    # (``limits``: the fingerprint they were skipped under): key -> [etag, size, modified].
+    held: dict[str, list] = field(default_factory=dict)
+    limits: str = ""
 
     def to_json(self) -> str:
-        return orjson.dumps({"watermark": self.watermark, "recent": self.recent}).decode()
+        obj = {"watermark": self.watermark, "recent": self.recent, "held": self.held, "limits": self.limits}
+        return orjson.dumps(obj).decode()
 
     @classmethod
     def from_json(cls, text: str | None) -> IntakeCursor:
         if not text:
             return cls()
         obj = orjson.loads(text)
-        return cls(float(obj.get("watermark", 0.0)), dict(obj.get("recent", {})))
+        return cls(
+            float(obj.get("watermark", 0.0)),
+            dict(obj.get("recent", {})),
+            dict(obj.get("held", {})),
+            str(obj.get("limits", "")),
+        )
+
+    def hold(self, sub: Submission) -> None:
+        self.held[sub.key] = [sub.etag, sub.size, sub.modified]
+
+    def held_submissions(self) -> list[Submission]:
+        return [
+            Submission(key, etag, size, modified, *parse_key(key))
+            for key, (etag, size, modified) in self.held.items()
+        ]
 
 
 @dataclass(slots=True)
@@ -123,4 +142,4 @@ def scan(listing: Iterable[Listed], cursor: IntakeCursor, window_s: float = WIND
     watermark = max([cursor.watermark, *(m for _, m in seen.values())])
     keep_from = watermark - window_s
     recent = {key: etag for key, (etag, modified) in seen.items() if modified >= keep_from}
-    return IntakeResult(new, skipped, IntakeCursor(watermark, recent))
+    return IntakeResult(new, skipped, IntakeCursor(watermark, recent, dict(cursor.held), cursor.limits))

@@ -73,7 +73,9 @@ def test_a_restart_without_cursor_never_duplicates_runs(resource):
         assert len(instance.get_dynamic_partitions("submissions")) == 1
 
 
-def test_burst_of_1000_uploads(resource):
+def test_burst_of_1000_uploads(resource, monkeypatch):
+    monkeypatch.setenv("QUANTCRAFT_UPLOADS_PER_WINDOW", "0")  # 20 uploads each: the limits are
+    monkeypatch.setenv("QUANTCRAFT_MAX_PENDING_UPLOADS", "0")  # tested in test_upload_limits.py
     client = resource.client()
     for i in range(1_000):
         client.put_bytes(f"submissions/c{i % 50:03d}/engine-{i:04d}", f"{i}".encode())

@@ -54,6 +54,9 @@ judge_job = dg.define_asset_job(
 standings_job = dg.define_asset_job("refresh_standings", selection=dg.AssetSelection.assets(standings))
 
 defs = dg.Definitions(
+    # Every other job in one process too: on a scale-out judge host a run executes inside a Celery
+    # worker's pool process, which may not start multiprocessing children (the default executor).
+    executor=dg.in_process_executor,
     assets=[
         order_trace,
         expected_reports,

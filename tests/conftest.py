@@ -38,33 +38,10 @@ def build_variant(tmp_path):
 @pytest.fixture(scope="session")
 def s3_server():
     """moto's S3-compatible server over HTTP on loopback: the real protocol, no AWS."""
-    import socket
-    import sys
-    import time
-    import urllib.request
+    from tests.servers import moto_s3
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError("moto server did not start") from None
-            time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait()
+    with moto_s3() as url:
+        yield url
 
 
 @pytest.fixture(params=["local", "s3"])

@@ -12,205 +12,48 @@ and the recovery, not two slots' throughput.
 from __future__ import annotations
 
 import os
-import secrets
-import shutil
 import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
-import yaml
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG
 
 from quantcraft_dagster import lifecycle
-from quantcraft_dagster.storage.bucket import S3Bucket
+from tests import servers
 from tests.judge.helpers import assert_nothing_left
+from tests.scale.cluster import TASK_ID_TAG, Cluster, cluster_env
+from tests.servers import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
-
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"))
-TASK_ID_TAG = "dagster-celery/task_id"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(check: Callable[[], object], timeout: float, what: str, every: float = 1.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[dict[str, str]]:
-    """Debian's PostgreSQL on loopback, as the postgres user (it refuses root), password auth."""
-    data = Path(tempfile.mkdtemp(prefix="qc-pg-"))
-    shutil.chown(data, "postgres", "postgres")
-    password = secrets.token_hex(16)
-    pwfile = data / "pw"
-    pwfile.write_text(password)
-    shutil.chown(pwfile, "postgres", "postgres")
-    as_pg = ["runuser", "-u", "postgres", "--"]
-    subprocess.run(
-        [*as_pg, PG_BIN / "initdb", "-D", data / "db", "-U", "dagster", f"--pwfile={pwfile}",
-         "--auth-local=trust", "--auth-host=scram-sha-256"],
-        check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    port = free_port()
-    proc = subprocess.Popen(
-        [*as_pg, PG_BIN / "postgres", "-D", data / "db", "-p", str(port), "-k", data,
-         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        ready = [PG_BIN / "pg_isready", "-h", "127.0.0.1", "-p", str(port)]
-        wait_for(lambda: subprocess.run(ready, capture_output=True).returncode == 0, 30, "postgres", 0.2)
-        subprocess.run([*as_pg, PG_BIN / "createdb", "-h", data, "-p", str(port), "-U", "dagster", "dagster"])
-        yield {
-            "DAGSTER_PG_HOST": "127.0.0.1",
-            "DAGSTER_PG_PORT": str(port),
-            "DAGSTER_PG_USER": "dagster",
-            "DAGSTER_PG_PASSWORD": password,
-            "DAGSTER_PG_DB": "dagster",
-        }
-    finally:
-        proc.terminate()
-        proc.wait(30)
-        shutil.rmtree(data, ignore_errors=True)
+    with servers.postgres() as settings:
+        yield settings
 
 
 @pytest.fixture(scope="module")
 def redis() -> Iterator[dict[str, str]]:
-    """Debian's redis-server on loopback with a password, nothing persisted: broker and backend."""
-    port, password = free_port(), secrets.token_hex(16)
-    proc = subprocess.Popen(
-        ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--requirepass", password,
-         "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        ping = ["redis-cli", "-p", str(port), "--no-auth-warning", "-a", password, "ping"]
-        wait_for(lambda: b"PONG" in subprocess.run(ping, capture_output=True).stdout, 30, "redis", 0.2)
-        url = f"redis://:{password}@127.0.0.1:{port}"
-        yield {"QUANTCRAFT_CELERY_BROKER": f"{url}/0", "QUANTCRAFT_CELERY_BACKEND": f"{url}/1"}
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-
-def instance_yaml() -> dict:
-    """deploy/dagster-celery.yaml with run monitoring scaled to quick-profile judgings (about 15 s,
-    one more waiting for the shared slot): a dead host's run is failed after a minute."""
-    config = yaml.safe_load((ROOT / "deploy" / "dagster-celery.yaml").read_text())
-    config["run_coordinator"]["config"]["dequeue_interval_seconds"] = 1
-    config["run_monitoring"].update(
-        start_timeout_seconds=120,
-        max_runtime_seconds=60,
-        poll_interval_seconds=2,
-        free_slots_after_run_end_seconds=1,
-    )
-    return config
-
-
-@dataclass
-class Cluster:
-    root: Path
-    env: dict[str, str]
-    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
-    restarted_at: float = 0.0
-
-    def host_env(self, name: str) -> dict[str, str]:
-        """One host's environment: its own state folder and Dagster home, the shared services."""
-        home = self.root / name
-        (home / "dagster").mkdir(parents=True, exist_ok=True)
-        (home / "dagster" / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml()))
-        return {**self.env, "QUANTCRAFT_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
-
-    def start(self, name: str, cmd: list[str]) -> None:
-        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - the child's for its lifetime
-        self.procs[name] = subprocess.Popen(
-            cmd,
-            cwd=ROOT,
-            env=self.host_env(name),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def start_worker(self, name: str) -> None:
-        self.start(name, [str(BIN / "quantcraft"), "worker", "--name", name])
-
-    def node(self, name: str) -> str:
-        return f"{name}@{socket.gethostname()}"
-
-    def bucket(self) -> S3Bucket:
-        env = self.env
-        return S3Bucket(
-            env["QUANTCRAFT_S3_BUCKET"], env["QUANTCRAFT_S3_ENDPOINT"], access_key="test", secret_key="test"
-        )
-
-    def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
-        for name, proc in self.procs.items():
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            print(f"--- {name}.log (tail)\n" + "\n".join(self.log(name).splitlines()[-15:]))
-
-    def log(self, name: str) -> str:
-        return (self.root / f"{name}.log").read_text(errors="replace")
+    with servers.redis() as settings:
+        yield settings
 
 
 @pytest.fixture
 def cluster(postgres, redis, s3_server, tmp_path, monkeypatch) -> Iterator[Cluster]:
-    env = {
-        **os.environ,
-        **postgres,
-        **redis,
-        "QUANTCRAFT_JUDGING_QUEUE": "judging",
-        "QUANTCRAFT_BUCKET_BACKEND": "s3",
-        "QUANTCRAFT_S3_ENDPOINT": s3_server,
-        "QUANTCRAFT_S3_BUCKET": f"qc-{uuid.uuid4().hex[:12]}",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "QUANTCRAFT_OFFICIAL_SECRET": secrets.token_hex(32),
-        "QUANTCRAFT_PROFILE": "quick",
-        # This VM's noise bursts reach milliseconds: the test asserts the platform, not the host.
-        "QUANTCRAFT_MAX_SEND_LAG_P99_US": "20000",
-        # This machine's CPU locks, shared by both "hosts" since they share its cores.
-        "QUANTCRAFT_SLOTS_DIR": str(tmp_path / "slots"),
-        "PYTHONPATH": str(ROOT),
-    }
+    """The control host and two judge hosts. Quick-profile judgings take about 15 s (one more
+    waiting for the shared slot): a dead host's run is failed after a minute."""
+    env = cluster_env({**postgres, **redis}, s3_server, tmp_path, profile="quick")
+    # This VM's noise bursts reach milliseconds: the test asserts the platform, not the host.
+    env["QUANTCRAFT_MAX_SEND_LAG_P99_US"] = "20000"
     for name in (*postgres, *redis):
         monkeypatch.setenv(name, env[name])
-    cluster = Cluster(tmp_path, env)
-    # The control host: official traces and a calibration first (what every judging reads), then
-    # the daemon (sensor, queue, launcher, monitoring, retries).
-    prepare = "from quantcraft_dagster.definitions import prepare_judging; prepare_judging()"
-    subprocess.run([sys.executable, "-c", prepare], cwd=ROOT, env=cluster.host_env("control"), check=True)
-    cluster.start("control", [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")])
+    cluster = Cluster(tmp_path, env, max_runtime_s=60)
+    cluster.start_control()
     for name in ("host-a", "host-b"):
         cluster.start_worker(name)
     try:
@@ -229,7 +72,7 @@ def celery_app():
 def test_two_judge_hosts_share_the_queue_and_a_dead_hosts_judging_is_retried(cluster, engines):
     started = time.monotonic()
     app = celery_app()
-    home = cluster.root / "control" / "dagster"
+    home = cluster.control_home
     wait_for(lambda: len(app.control.ping(timeout=1)) == 2, 60, "both workers up")
 
     def worker_of(run: dg.DagsterRun) -> str | None:
@@ -268,7 +111,9 @@ def test_two_judge_hosts_share_the_queue_and_a_dead_hosts_judging_is_retried(clu
             if instance.get_run_by_id(victim_run.run_id).status != dg.DagsterRunStatus.FAILURE:
                 return None
             retries = instance.get_runs(dg.RunsFilter(tags={PARENT_RUN_ID_TAG: victim_run.run_id}))
-            return next((r for r in retries if worker_of(r)), None)
+            # A retry inherits its parent's tags, the Celery task's id included, until launched.
+            launched = [r for r in retries if r.tags.get(TASK_ID_TAG) != victim_run.tags[TASK_ID_TAG]]
+            return next((r for r in launched if worker_of(r)), None)
 
         retry = wait_for(retried, 240, "the dead host's run failed by run monitoring and retried")
         detected_s = time.monotonic() - killed_at
@@ -298,7 +143,9 @@ def test_two_judge_hosts_share_the_queue_and_a_dead_hosts_judging_is_retried(clu
         workers = {r.run_id: worker_of(r) for r in succeeded}
         assert set(workers.values()) == {cluster.node("host-a"), cluster.node("host-b")}
         assert failure.tags.get("dagster/will_retry") == "true"
-        assert [r.run_id for r in judge_runs(dg.DagsterRunStatus.FAILURE)] == [victim_run.run_id]
+        # Nothing else failed, whatever the job (standings and calibrations run on workers too).
+        failed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+        assert [r.run_id for r in failed] == [victim_run.run_id]
         all_runs = instance.get_run_records(dg.RunsFilter(job_name=lifecycle.JOB_NAME))
         records = {r.dagster_run.run_id: r for r in all_runs}
         after_restart = [

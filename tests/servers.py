@@ -1,0 +1,130 @@
+"""Real servers on loopback for tests and benchmarks: moto's S3 server, Debian's PostgreSQL and
+Redis, each started in the foreground of a context manager and stopped when it ends."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check: Callable[[], object], timeout: float, what: str, every: float = 1.0) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1)
+    except OSError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def moto_s3() -> Iterator[str]:
+    """moto's S3-compatible server over HTTP: the real protocol, no AWS. Yields its URL."""
+    url = f"http://127.0.0.1:{free_port()}"
+    port = url.rsplit(":", 1)[1]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", port],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: proc.poll() is not None or _answers(url), 30, "moto server", 0.2)
+        if proc.poll() is not None:
+            raise RuntimeError("moto server did not start")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+PG_BIN = max(Path("/usr/lib/postgresql").glob("*/bin"), default=Path("/usr/lib/postgresql/15/bin"))
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[dict[str, str]]:
+    """Debian's PostgreSQL on loopback, run as the postgres user (it refuses root), password auth.
+    Yields the ``DAGSTER_PG_*`` settings of database ``dagster``."""
+    data = Path(tempfile.mkdtemp(prefix="qc-pg-"))
+    shutil.chown(data, "postgres", "postgres")
+    password = secrets.token_hex(16)
+    pwfile = data / "pw"
+    pwfile.write_text(password)
+    shutil.chown(pwfile, "postgres", "postgres")
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(
+        [*as_pg, PG_BIN / "initdb", "-D", data / "db", "-U", "dagster", f"--pwfile={pwfile}",
+         "--auth-local=trust", "--auth-host=scram-sha-256"],
+        check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    port = str(free_port())
+    proc = subprocess.Popen(
+        [*as_pg, PG_BIN / "postgres", "-D", data / "db", "-p", port, "-k", data,
+         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        ready = [PG_BIN / "pg_isready", "-h", "127.0.0.1", "-p", port]
+        wait_for(lambda: subprocess.run(ready, capture_output=True).returncode == 0, 30, "postgres", 0.2)
+        settings = {
+            "DAGSTER_PG_HOST": "127.0.0.1",
+            "DAGSTER_PG_PORT": port,
+            "DAGSTER_PG_USER": "dagster",
+            "DAGSTER_PG_PASSWORD": password,
+            "DAGSTER_PG_DB": "dagster",
+        }
+        create_database(settings, "dagster")
+        yield settings
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def create_database(settings: dict[str, str], name: str) -> None:
+    where = ["-h", "127.0.0.1", "-p", settings["DAGSTER_PG_PORT"], "-U", "dagster"]
+    subprocess.run(
+        [PG_BIN / "createdb", *where, name], env={"PGPASSWORD": settings["DAGSTER_PG_PASSWORD"]}, check=True
+    )
+
+
+@contextlib.contextmanager
+def redis() -> Iterator[dict[str, str]]:
+    """Debian's redis-server on loopback with a password, nothing persisted. Yields the Celery
+    broker and result backend settings."""
+    port, password = str(free_port()), secrets.token_hex(16)
+    proc = subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", port, "--requirepass", password,
+         "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        ping = ["redis-cli", "-p", port, "--no-auth-warning", "-a", password, "ping"]
+        wait_for(lambda: b"PONG" in subprocess.run(ping, capture_output=True).stdout, 30, "redis", 0.2)
+        url = f"redis://:{password}@127.0.0.1:{port}"
+        yield {"QUANTCRAFT_CELERY_BROKER": f"{url}/0", "QUANTCRAFT_CELERY_BACKEND": f"{url}/1"}
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -145,3 +145,8 @@ class RankingConfig:
     def __post_init__(self) -> None:
         if self.policy not in RANKING_POLICIES:
             raise ValueError(f"unknown ranking policy {self.policy!r}: use one of {RANKING_POLICIES}")
+
+    def group(self, fully_correct: bool) -> int:
+        """The policy's tier, ranked before the score: under ``correct_first`` every fully correct
+        engine (0) above any engine with a wrong report (1); ``composite`` has one tier."""
+        return 0 if self.policy == "composite" or fully_correct else 1

@@ -7,7 +7,7 @@ free of the host's noise) orders what the score leaves equal; then the earlier s
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,26 +46,26 @@ def rank(scores: Iterable[Mapping[str, Any]], ranking: RankingConfig | None = No
         if current is None or _key(record, ranking) < _key(current, ranking):
             best[who] = record
     ordered = sorted(best.values(), key=lambda r: _key(r, ranking))
-    with_above = [i > 0 and _tied(ordered[i - 1], r, ranking) for i, r in enumerate(ordered)]
-    ranks: list[int] = []
-    for i, tied in enumerate(with_above):
-        ranks.append(ranks[-1] if tied else i + 1)
+    places = shared_ranks([i > 0 and _tied(ordered[i - 1], r, ranking) for i, r in enumerate(ordered)])
     return [
-        Standing(
-            ranks[i],
-            r["contestant"],
-            r,
-            count[r["contestant"]],
-            last[r["contestant"]],
-            tied=with_above[i] or (i + 1 < len(ordered) and with_above[i + 1]),
-        )
-        for i, r in enumerate(ordered)
+        Standing(place, r["contestant"], r, count[r["contestant"]], last[r["contestant"]], tied=tied)
+        for (place, tied), r in zip(places, ordered, strict=True)
     ]
 
 
+def shared_ranks(tied_with_above: Sequence[bool]) -> list[tuple[int, bool]]:
+    """(rank, tied) per entry of an ordered table, given whether each entry is tied with the one
+    above it: a tie shares the rank above and chains on; the next untied entry takes its own
+    position (1, =2, =2, 4)."""
+    ranks: list[int] = []
+    for i, tied in enumerate(tied_with_above):
+        ranks.append(ranks[-1] if tied else i + 1)
+    below = [*tied_with_above[1:], False]
+    return [(ranks[i], tied or below[i]) for i, tied in enumerate(tied_with_above)]
+
+
 def _group(record: Mapping[str, Any], ranking: RankingConfig) -> int:
-    """``correct_first``: every fully correct engine (group 0) above any engine with a wrong report."""
-    return 0 if ranking.policy == "composite" or record.get("fully_correct") else 1
+    return ranking.group(bool(record.get("fully_correct")))
 
 
 def _key(record: Mapping[str, Any], ranking: RankingConfig) -> tuple:

@@ -31,7 +31,7 @@ def calibration(
     """The correct example engine's figures on this slot (public quick traces, all trials), and
     the load generator's phase B ceiling against the ``trivial`` engine."""
     config = replace(judging.config(sandbox, scoring), profile=CALIBRATION_PROFILE)
-    engines = settings.calibration_engines()
+    engines = settings.current().calibration_engines
     try:
         with sandbox.slot(config) as placed:
             verdict = judge_binary(engines / "engine", placed, sandbox=sandbox.sandbox(placed)).verdict

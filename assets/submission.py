@@ -1,5 +1,6 @@
-"""Per-submission assets (dynamic partition ``submissions``): binary → telemetry → metrics →
-correctness → score. Every rule called here lives in ``quantcraft_dagster.core``."""
+"""Per-submission assets (dynamic partition ``submissions``): binary → judging (verdict and
+telemetry) → metrics, correctness → score. Every rule called here lives in
+``quantcraft_dagster.core``; every value is stored by an IO manager (``resources.io_manager``)."""
 
 import socket
 import tempfile
@@ -10,9 +11,8 @@ import dagster as dg
 import numpy as np
 import orjson
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from quantcraft_dagster.core import trace
+from quantcraft_dagster.core import keys, trace
 from quantcraft_dagster.core.binary import Rejected, check_size, validate
 from quantcraft_dagster.core.metrics import phase_metrics
 from quantcraft_dagster.core.trial import summarize
@@ -23,7 +23,7 @@ from quantcraft_dagster.judge.judging import (
     judge_binary,
     official_bundle,
 )
-from quantcraft_dagster.lifecycle import LIFECYCLE_ASSET, intake_key
+from quantcraft_dagster.lifecycle import LIFECYCLE_ASSET
 from resources import (
     BucketResource,
     ContestResource,
@@ -39,7 +39,7 @@ BINARY_VALID = dg.AssetCheckSpec(
     "binary_valid", asset="submission_binary", description="x86-64 ELF executable"
 )
 TELEMETRY_COMPLETE = dg.AssetCheckSpec(
-    "telemetry_complete", asset="raw_telemetry", description="one row per order of every phase"
+    "telemetry_complete", asset="telemetry", description="one row per order of every phase and trial"
 )
 CORRECTNESS_100 = dg.AssetCheckSpec("correctness_100", asset="correctness", description="every report exact")
 BOOK_MATCHES = dg.AssetCheckSpec(
@@ -62,7 +62,7 @@ def submission_binary(context: dg.AssetExecutionContext, bucket: BucketResource)
 
     client = bucket.client()
     stage(context, "deploying")
-    manifest = orjson.loads(client.get_bytes(intake_key(context.partition_key)))
+    manifest = orjson.loads(client.get_bytes(keys.intake(context.partition_key)))
     info = client.head(manifest["key"])
     value: dict[str, Any] = {
         "contestant": manifest["contestant"],
@@ -81,7 +81,7 @@ def submission_binary(context: dg.AssetExecutionContext, bucket: BucketResource)
     except Rejected as exc:
         value.update(valid=False, reason=str(exc), size=info.size if info else 0)
     else:
-        binary_key = f"binaries/{context.partition_key}"
+        binary_key = keys.binary(context.partition_key)
         client.put_bytes(binary_key, data)
         value.update(
             valid=True,
@@ -121,11 +121,20 @@ TELEMETRY_SCHEMA = pa.schema(
 assert tuple(TELEMETRY_SCHEMA.names) == TELEMETRY_COLUMNS
 
 
-def telemetry_key(partition: str) -> str:
-    return f"telemetry/{partition}.parquet"
-
-
-@dg.asset(
+@dg.multi_asset(
+    outs={
+        "verdict": dg.AssetOut(
+            description="The judge's verdict: status, public reason, per-phase figures, scores,"
+            " private diagnostics (the owner's only)",
+            kinds={"json"},
+        ),
+        "telemetry": dg.AssetOut(
+            description="One row per order of every phase and trial (send, intended, receive times,"
+            " status, exact or not)",
+            io_manager_key="parquet_io_manager",
+            kinds={"parquet"},
+        ),
+    },
     partitions_def=submissions,
     group_name="judging",
     pool="judging",
@@ -134,9 +143,8 @@ def telemetry_key(partition: str) -> str:
         "order_trace": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
         "expected_reports": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
     },
-    kinds={"parquet", "bubblewrap"},
 )
-def raw_telemetry(
+def judging(
     context: dg.AssetExecutionContext,
     submission_binary: dict,
     order_trace: dict[str, list[bytes]],
@@ -148,13 +156,12 @@ def raw_telemetry(
     scoring: ScoringResource,
     contest: ContestResource,
 ):
-    """Judge the binary on the official traces it reads (fresh sandbox per phase and trial) and
-    keep one row per order as Parquet.
+    """Judge the binary on the official traces it reads (fresh sandbox per phase and trial): one
+    judging, two values, the verdict and the per-order telemetry it was decided from.
 
     The pool ``judging`` has one slot per disjoint CPU set, so two judgings never share cores.
     Only a failure of the judge itself is retried; an engine's crash is a verdict.
     """
-    client = bucket.client()
     config = judging.config(sandbox, scoring)
     columns = {name: [] for name in TELEMETRY_COLUMNS}
     if not submission_binary["valid"]:
@@ -169,7 +176,7 @@ def raw_telemetry(
 
         with tempfile.TemporaryDirectory(prefix="qc-judge-") as tmp:
             path = Path(tmp, "engine")
-            client.download(submission_binary["binary_key"], path)
+            bucket.client().download(submission_binary["binary_key"], path)
             try:
                 bundles = {
                     p: official_bundle(contest.spec(config.profile, p), lines, expected_reports[p])
@@ -192,44 +199,30 @@ def raw_telemetry(
         columns = result.telemetry.columns
     stage(context, "validating")
     table = pa.table(columns, schema=TELEMETRY_SCHEMA)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    key = telemetry_key(context.partition_key)
-    client.put_bytes(key, sink.getvalue().to_pybytes())
-    verdict.update(telemetry_key=key, rows=table.num_rows, profile=config.profile)
+    verdict["profile"] = config.profile
     yield dg.Output(
-        verdict, metadata={"status": verdict["status"], "reason": verdict["reason"], "rows": table.num_rows}
+        verdict, output_name="verdict", metadata={"status": verdict["status"], "reason": verdict["reason"]}
     )
+    yield dg.Output(table, output_name="telemetry")
     expected_rows = sum(p["orders"] for p in verdict["phases"].values())
     unique = len(set(zip(columns["phase"], columns["trial"], columns["seq"], strict=True)))
     yield dg.AssetCheckResult(
+        asset_key="telemetry",
         check_name="telemetry_complete",
         passed=table.num_rows == expected_rows == unique,
         metadata={"rows": table.num_rows, "expected_rows": expected_rows, "unique_orders": unique},
     )
 
 
-def _read_telemetry(client, key: str, con, query: str):
-    """Run ``query`` (with the Parquet file as ``t``) in a private in-process DuckDB."""
-    with tempfile.NamedTemporaryFile(suffix=".parquet") as fh:
-        client.download(key, Path(fh.name))
-        con.execute(f"CREATE VIEW t AS SELECT * FROM read_parquet('{fh.name}')")
-        return con.execute(query).fetchnumpy()
-
-
 @dg.asset(partitions_def=submissions, group_name="judging", kinds={"duckdb"})
-def metrics(
-    context: dg.AssetExecutionContext, raw_telemetry: dict, bucket: BucketResource, duckdb: DuckDBResource
-) -> dg.Output:
+def metrics(context: dg.AssetExecutionContext, telemetry: pa.Table, duckdb: DuckDBResource) -> dg.Output:
     """Per phase and trial from the telemetry: corrected and service latency, send lag, orders/s,
     error rate and per-second windows; per phase, the medians over trials (``core.trial``)."""
     with duckdb.connect() as con:
-        cols = _read_telemetry(
-            bucket.client(),
-            raw_telemetry["telemetry_key"],
-            con,
-            "SELECT phase, trial, intended_ns, sent_ns, recv_ns, exact FROM t ORDER BY phase, trial, seq",
-        )
+        con.register("t", telemetry)
+        cols = con.execute(
+            "SELECT phase, trial, intended_ns, sent_ns, recv_ns, exact FROM t ORDER BY phase, trial, seq"
+        ).fetchnumpy()
     value: dict[str, Any] = {}
     for phase in trace.PHASES:
         runs = []
@@ -245,24 +238,23 @@ def metrics(
             )
         if runs:
             value[phase] = {**summarize(runs).to_obj(), "trials": [m.to_obj() for m in runs]}
-    keys = ("p50_us", "p99_us", "service_p99_us", "send_lag_p99_us", "orders_per_s")
-    meta = {f"{p}_{k}": v[k] for p, v in value.items() for k in keys}
+    figures = ("p50_us", "p99_us", "service_p99_us", "send_lag_p99_us", "orders_per_s")
+    meta = {f"{p}_{k}": v[k] for p, v in value.items() for k in figures}
     return dg.Output(value, metadata={k: v for k, v in meta.items() if v is not None})
 
 
 @dg.asset(partitions_def=submissions, group_name="judging", check_specs=[CORRECTNESS_100, BOOK_MATCHES])
 def correctness(
-    context: dg.AssetExecutionContext, raw_telemetry: dict, bucket: BucketResource, duckdb: DuckDBResource
+    context: dg.AssetExecutionContext, verdict: dict, telemetry: pa.Table, duckdb: DuckDBResource
 ):
-    """Exact reports per phase, the seed's fill-match ratio, first divergences, final book."""
+    """Exact reports per phase from the telemetry; the seed's fill-match ratio, first divergences
+    and the final book from the verdict."""
     with duckdb.connect() as con:
-        rows = _read_telemetry(
-            bucket.client(),
-            raw_telemetry["telemetry_key"],
-            con,
+        con.register("t", telemetry)
+        rows = con.execute(
             "SELECT phase, count(*) AS orders, count(*) FILTER (WHERE exact) AS exact,"
-            " count(*) FILTER (WHERE status = 'MISSING') AS missing FROM t GROUP BY phase ORDER BY phase",
-        )
+            " count(*) FILTER (WHERE status = 'MISSING') AS missing FROM t GROUP BY phase ORDER BY phase"
+        ).fetchnumpy()
     by_phase = {
         str(p): {"orders": int(o), "exact": int(e), "missing": int(m)}
         for p, o, e, m in zip(rows["phase"], rows["orders"], rows["exact"], rows["missing"], strict=True)
@@ -273,10 +265,10 @@ def correctness(
         "orders": orders,
         "exact": exact,
         "by_phase": by_phase,
-        "fill_match_ratio": raw_telemetry.get("fill_match_ratio"),
-        "divergences": raw_telemetry.get("divergences", []),
-        "book_match": raw_telemetry.get("book_match"),
-        "book_problems": raw_telemetry.get("book_problems", []),
+        "fill_match_ratio": verdict.get("fill_match_ratio"),
+        "divergences": verdict.get("divergences", []),
+        "book_match": verdict.get("book_match"),
+        "book_problems": verdict.get("book_problems", []),
     }
     yield dg.Output(
         value, metadata={"orders": orders, "exact": exact, "book_match": str(value["book_match"])}
@@ -299,26 +291,26 @@ def correctness(
 def score(
     context: dg.AssetExecutionContext,
     submission_binary: dict,
-    raw_telemetry: dict,
+    verdict: dict,
     metrics: dict,
     correctness: dict,
 ) -> dg.Output:
     """What the judge decided, as the leaderboard shows it: the verdict's scores (scored once, in
     ``core``, with the organiser's configuration), their range over trials, and the public
     reason; nothing private (divergences, stderr) goes into this record or its metadata."""
-    verdict_scores = raw_telemetry["scores"] or {}
-    engine_b = raw_telemetry["phases"].get("B", {})
+    verdict_scores = verdict["scores"] or {}
+    engine_b = verdict["phases"].get("B", {})
     value = {
         "partition": context.partition_key,
         "contestant": submission_binary["contestant"],
         "filename": submission_binary["filename"],
         "uploaded_at": submission_binary["uploaded_at"],
-        "status": raw_telemetry["status"],
-        "reason": raw_telemetry["reason"],
-        "profile": raw_telemetry.get("profile"),
-        "traces": raw_telemetry.get("traces"),
+        "status": verdict["status"],
+        "reason": verdict["reason"],
+        "profile": verdict.get("profile"),
+        "traces": verdict.get("traces"),
         **{k: verdict_scores.get(k, 0.0) for k in ("latency", "throughput", "correctness", "final")},
-        "final_range": raw_telemetry.get("scores_range", {}).get("final"),
+        "final_range": verdict.get("scores_range", {}).get("final"),
         "fully_correct": correctness["orders"] > 0 and correctness["exact"] == correctness["orders"],
         "p99_us": metrics.get("C", {}).get("p99_us"),
         "orders_per_s": metrics.get("B", {}).get("orders_per_s"),

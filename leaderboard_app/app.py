@@ -17,7 +17,6 @@ import dagster as dg
 import orjson
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.config import Config
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -29,24 +28,18 @@ from starlette.templating import Jinja2Templates
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from quantcraft_dagster import settings
+from quantcraft_dagster.core import keys
 from quantcraft_dagster.core.binary import HEADER_BYTES, MAX_BINARY_BYTES, Rejected, check_header, check_size
-from quantcraft_dagster.core.intake import FILENAME_RE, PREFIX, IntakeCursor, scan
+from quantcraft_dagster.core.intake import FILENAME_RE, IntakeCursor, scan
 from quantcraft_dagster.core.limits import Refusal, check
-from quantcraft_dagster.lifecycle import PARTITIONS, Load, judging_load
-from quantcraft_dagster.storage.bucket import Bucket
+from quantcraft_dagster.lifecycle import METRICS_ASSET, PARTITIONS, VERDICT_ASSET, Load, judging_load
+from quantcraft_dagster.storage.bucket import Bucket, from_settings
 
 from . import contestants
 from .live import Board, Follower, Hub
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")  # autoescape on for .html
-config = Config()  # the environment, read once
-DAGSTER_HOME: str | None = config("DAGSTER_HOME", default=None)
-DAGSTER_URL: str = config("QUANTCRAFT_DAGSTER_URL", default="http://127.0.0.1:3000")
-# How often the instance is read: well inside the promise of a score on screen within 1 s.
-POLL_S: float = config("QUANTCRAFT_LEADERBOARD_POLL_S", cast=float, default=0.2)
-# Each upload in flight holds a few hundred KiB of memory and up to 50 MiB of temporary disk.
-UPLOADS_IN_FLIGHT: int = config("QUANTCRAFT_UPLOADS_IN_FLIGHT", cast=int, default=32)
 RETRY_AFTER_S = 10
 UPLOAD_LIMIT = MAX_BINARY_BYTES + 64 * 1024  # the file plus the multipart headers around it
 PRIVATE = ("divergences", "book_problems", "protocol_errors", "stderr_tail")
@@ -108,14 +101,14 @@ async def api_submission(request: Request) -> Response:
     data = state.board.submission(partition)
     if data is None:
         return _error(404, "no such submission")
-    phases = await run_in_threadpool(_stored_json, state.bucket, f"assets/metrics/{partition}.json")
+    metrics_key = keys.asset_value(METRICS_ASSET.path, partition)
+    phases = await run_in_threadpool(_stored_json, state.bucket, metrics_key)
     if phases is not None:  # per-phase figures and windows: the metrics asset's value
         data["metrics"] = {"phases": phases}
     data["private"] = None
     if await _owner(request) == data["status"]["contestant"]:
-        verdict = await run_in_threadpool(
-            _stored_json, state.bucket, f"assets/raw_telemetry/{partition}.json"
-        )
+        key = keys.asset_value(VERDICT_ASSET.path, partition)
+        verdict = await run_in_threadpool(_stored_json, state.bucket, key)
         data["private"] = {k: verdict.get(k) for k in PRIVATE} if verdict else None
     data["dagster_url"] = f"{state.dagster_url}/assets/score?partition={partition}"
     return _json(data)
@@ -129,11 +122,11 @@ def upload_refusal(instance: dg.DagsterInstance, bucket: Bucket, owner: str, now
     seconds; an object it has taken has a partition). The sensor applies the same rule to
     whatever reaches the bucket by other roads.
     """
-    limits = settings.upload_limits()
+    limits = settings.current().upload_limits()
     if not limits.enabled:
         return None
     load = judging_load(instance, now - limits.window_s, owner).get(owner, Load())
-    listed = scan(bucket.list(f"{PREFIX}{owner}/"), IntakeCursor()).new
+    listed = scan(bucket.list(keys.submission(owner)), IntakeCursor()).new
     waiting = [
         sub.modified for sub in listed if not instance.has_dynamic_partition(PARTITIONS, sub.partition_key)
     ]
@@ -183,7 +176,7 @@ async def api_upload(request: Request) -> Response:
                 wait = refusal.retry_after_s
                 return _json(
                     {"error": f"{refusal.reason}; retry in {wait} s", "reason": refusal.reason,
-                     "retry_after_s": wait, "limits": settings.upload_limits().describe()},
+                     "retry_after_s": wait, "limits": settings.current().upload_limits().describe()},
                     429,
                     {"Retry-After": str(wait)},
                 )  # fmt: skip
@@ -224,7 +217,7 @@ async def _store(bucket: Bucket, owner: str, form: FormData) -> Response:
     except Rejected as exc:
         return _error(400, str(exc))
     await upload.seek(0)
-    key = f"{PREFIX}{owner}/{name}"
+    key = keys.submission(owner, name)
     info = await run_in_threadpool(bucket.put_stream, key, upload.file)
     return _json({"key": key, "size": info.size, "contestant": owner}, 201)
 
@@ -259,34 +252,37 @@ async def ws_stream(websocket: WebSocket) -> None:
         state.hub.unsubscribe(queue)
 
 
-def _env_bucket() -> Bucket:
-    """The pipeline's bucket, configured by the same environment (``quantcraft up`` passes it on)."""
-    from resources import BucketResource
-
-    return BucketResource.from_env().client()
-
-
 def create_app(
     dagster_home: str | None = None,
     bucket: Bucket | None = None,
     dagster_url: str | None = None,
-    uploads_in_flight: int = UPLOADS_IN_FLIGHT,
+    uploads_in_flight: int | None = None,
 ) -> Starlette:
+    """Arguments override the settings (``quantcraft_dagster.settings``), read when the app starts.
+
+    Each upload in flight holds a few hundred KiB of memory and up to 50 MiB of temporary disk;
+    the instance is polled well inside the promise of a score on screen within 1 s.
+    """
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        home = dagster_home or DAGSTER_HOME
-        if home is None:
+        configured = settings.current()
+        home = dagster_home or configured.dagster_home
+        if not home:
             raise RuntimeError("DAGSTER_HOME must name the Dagster instance's folder")
         instance = dg.DagsterInstance.from_config(home)
-        app.state.bucket = bucket if bucket is not None else _env_bucket()
+        # The pipeline's bucket, configured by the same environment (``quantcraft up`` passes it on).
+        app.state.bucket = bucket if bucket is not None else from_settings(configured)
         app.state.instance = instance
         app.state.board = Board(instance)
         app.state.owner_locks = {}  # one upload at a time per contestant (a few bytes each)
         app.state.hub = Hub()
-        app.state.dagster_url = dagster_url or DAGSTER_URL
-        app.state.uploads_in_flight = uploads_in_flight
-        app.state.uploads = asyncio.Semaphore(uploads_in_flight)
-        follower = Follower(app.state.board, app.state.hub, interval=POLL_S)
+        app.state.dagster_url = dagster_url or configured.dagster_url
+        app.state.uploads_in_flight = (
+            configured.uploads_in_flight if uploads_in_flight is None else uploads_in_flight
+        )
+        app.state.uploads = asyncio.Semaphore(app.state.uploads_in_flight)
+        follower = Follower(app.state.board, app.state.hub, interval=configured.leaderboard_poll_s)
         await asyncio.to_thread(follower.poll)  # rebuild the whole state before serving
         task = asyncio.create_task(follower.run())
         try:

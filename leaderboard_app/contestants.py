@@ -8,10 +8,9 @@ import secrets
 
 import orjson
 
+from quantcraft_dagster.core import keys
 from quantcraft_dagster.core.intake import CONTESTANT_RE
 from quantcraft_dagster.storage.bucket import Bucket
-
-PREFIX = "contestants/"
 
 
 def _digest(token: str) -> str:
@@ -24,7 +23,7 @@ def add(bucket: Bucket, name: str) -> str:
     if not CONTESTANT_RE.match(name):
         raise ValueError("contestant name must be 1-64 of A-Z a-z 0-9 _ - (starting alphanumeric)")
     token = f"{name}.{secrets.token_urlsafe(32)}"
-    bucket.put_bytes(f"{PREFIX}{name}.json", orjson.dumps({"name": name, "token_sha256": _digest(token)}))
+    bucket.put_bytes(keys.contestant(name), orjson.dumps({"name": name, "token_sha256": _digest(token)}))
     return token
 
 
@@ -36,7 +35,7 @@ def authenticate(bucket: Bucket, token: str | None) -> str | None:
     if not CONTESTANT_RE.match(name):
         return None
     try:
-        record = orjson.loads(bucket.get_bytes(f"{PREFIX}{name}.json"))
+        record = orjson.loads(bucket.get_bytes(keys.contestant(name)))
     except (OSError, ValueError, KeyError):
         return None
     except Exception:  # botocore's NoSuchKey and friends

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 
+from . import settings
 from .core import trace
 from .core.book import replay
 from .core.protocol import decode_order, encode_order, encode_report
@@ -76,7 +77,7 @@ def _cmd_judge(args: argparse.Namespace) -> int:
     if args.sandbox == "docker":
         from .judge.docker_sandbox import DockerSandbox
 
-        sandbox = DockerSandbox.for_config(config)
+        sandbox = DockerSandbox.for_config(config, settings.current().sandbox_image)
     show = None if args.quiet else _progress_printer(sys.stderr)
     verdicts = []
     for i in range(args.repeat):
@@ -138,9 +139,9 @@ def _print_human(v: dict) -> None:
 
 
 def _bucket():
-    from resources import BucketResource
+    from .storage.bucket import from_settings
 
-    return BucketResource.from_env().client()
+    return from_settings(settings.current())
 
 
 def submit(contestant: str, binary: Path, name: str | None = None) -> str:
@@ -149,10 +150,11 @@ def submit(contestant: str, binary: Path, name: str | None = None) -> str:
     The size and ELF-header rules the leaderboard applies refuse a wrong file before a byte is sent
     (``Rejected`` is a ValueError); the file then streams to the bucket in chunks, never read whole.
     """
+    from .core import keys
     from .core.binary import HEADER_BYTES, check_header, check_size
-    from .core.intake import PREFIX, parse_key
+    from .core.intake import parse_key
 
-    key = f"{PREFIX}{contestant}/{name or binary.name}"
+    key = keys.submission(contestant, name or binary.name)
     parse_key(key)
     with open(binary, "rb") as fh:
         check_size(os.fstat(fh.fileno()).st_size)
@@ -245,7 +247,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     try:
         with svc.supervised():  # SIGINT, SIGTERM, SIGHUP or a return: every service stops
             svc.wait_ready()
-            print(f"Dagster webserver {svc.url} and daemon running; state in {services.settings.home()}")
+            print(f"Dagster webserver {svc.url} and daemon running; state in {settings.current().home}")
             print(f"Leaderboard {svc.leaderboard_url}")
             if args.demo:
                 build = services.PROJECT / "examples" / "engines" / "build"

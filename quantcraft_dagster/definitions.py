@@ -1,15 +1,11 @@
 """The Dagster code location: assets, checks, jobs, resources and sensors.
 
-Configuration comes from the environment so the embedded default (``quantcraft up``) and the
-production compose file load the same module: ``QUANTCRAFT_BUCKET_BACKEND`` (local | s3),
-``QUANTCRAFT_BUCKET_ROOT``, ``QUANTCRAFT_S3_BUCKET``, ``QUANTCRAFT_S3_ENDPOINT``,
-``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, ``QUANTCRAFT_PROFILE``,
-``QUANTCRAFT_MAX_SEND_LAG_P99_US`` (the trial validity bound), ``QUANTCRAFT_OFFICIAL_SECRET``.
+Configuration comes from ``quantcraft_dagster.settings`` (the environment) so the embedded
+default (``quantcraft up``) and the production compose file load the same module; secrets reach
+the resources as ``dg.EnvVar``, resolved at run time and never shown in the UI.
 """
 
 from __future__ import annotations
-
-import os
 
 import dagster as dg
 
@@ -21,11 +17,11 @@ from assets.calibration import (
     calibration_schedule,
 )
 from assets.standings import standings
-from assets.submission import correctness, metrics, raw_telemetry, score, submission_binary, submissions
+from assets.submission import correctness, judging, metrics, score, submission_binary, submissions
 from assets.traces import expected_reports, order_trace
 from quantcraft_dagster.core import trace
 from quantcraft_dagster.lifecycle import JOB_NAME, LIFECYCLE_ASSET
-from quantcraft_dagster.settings import OFFICIAL_SECRET_ENV
+from quantcraft_dagster.settings import ENV, current
 from resources import (
     BucketResource,
     ContestResource,
@@ -34,14 +30,15 @@ from resources import (
     SandboxResource,
     ScoringResource,
 )
-from resources.io_manager import BucketJSONIOManager, TraceIOManager
+from resources.io_manager import BucketJSONIOManager, ParquetIOManager, TraceIOManager
 from sensors import REJECTED_UPLOADS, build_standings_sensor, build_submission_sensor
 
-bucket = BucketResource.from_env()
+configured = current()
+bucket = BucketResource.from_settings(configured)
 
 judge_job = dg.define_asset_job(
     JOB_NAME,
-    selection=dg.AssetSelection.assets(submission_binary, raw_telemetry, metrics, correctness, score),
+    selection=dg.AssetSelection.assets(submission_binary, judging, metrics, correctness, score),
     partitions_def=submissions,
     description="Judge one uploaded engine: validate, run phases A/B/C, check, score",
     # Run retries cover a lost run worker; an asset's own failure is never retried this way
@@ -61,7 +58,7 @@ defs = dg.Definitions(
         order_trace,
         expected_reports,
         submission_binary,
-        raw_telemetry,
+        judging,
         metrics,
         correctness,
         score,
@@ -82,11 +79,12 @@ defs = dg.Definitions(
         "bucket": bucket,
         "io_manager": BucketJSONIOManager(bucket=bucket),
         "trace_io_manager": TraceIOManager(bucket=bucket),
-        "contest": ContestResource(official_secret=dg.EnvVar(OFFICIAL_SECRET_ENV)),
+        "parquet_io_manager": ParquetIOManager(bucket=bucket),
+        "contest": ContestResource(official_secret=dg.EnvVar(ENV["official_secret"])),
         "sandbox": SandboxResource(),
         "judging": JudgingResource(
-            profile=os.environ.get("QUANTCRAFT_PROFILE", "standard"),
-            max_send_lag_p99_us=float(os.environ.get("QUANTCRAFT_MAX_SEND_LAG_P99_US", "100")),
+            profile=configured.profile,
+            max_send_lag_p99_us=configured.max_send_lag_p99_us,
         ),
         "duckdb": DuckDBResource(),
         "scoring": ScoringResource(),

@@ -21,6 +21,7 @@ from .core.verdict import FAILED, TERMINAL
 LIFECYCLE_ASSET = dg.AssetKey("submission_lifecycle")
 SCORE_ASSET = dg.AssetKey("score")
 METRICS_ASSET = dg.AssetKey("metrics")
+VERDICT_ASSET = dg.AssetKey("verdict")  # read by its owner only: it holds private diagnostics
 JOB_NAME = "judge_submission"
 PARTITIONS = "submissions"
 QUEUED = "queued"
@@ -41,11 +42,6 @@ PAGE = 1000
 
 # What a poll saw change for a submission.
 STAGE, SCORE, METRICS = "stage", "score", "metrics"
-
-
-def intake_key(partition: str) -> str:
-    """Where the sensor leaves the upload's manifest for the run to read."""
-    return f"intake/{partition}.json"
 
 
 @dataclass(slots=True)

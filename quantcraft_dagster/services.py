@@ -28,7 +28,7 @@ from .judge.cgroups import PlatformGroup
 from .judge.cpus import background, split_cpus
 from .lifecycle import CONTESTANT_TAG
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = settings.PROJECT
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _PR_SET_PDEATHSIG = 1
@@ -73,22 +73,23 @@ FAIR_QUEUE_LIMITS = f"""\
 
 def dagster_yaml(judging_slots: int = 1, runs_at_once: int = 1, fair_queue: bool | None = None) -> str:
     """The embedded instance's configuration (``runs_at_once`` above 1 only for tests of the queue)."""
-    fair = settings.fair_queue() if fair_queue is None else fair_queue
+    fair = settings.current().fair_queue if fair_queue is None else fair_queue
     return DAGSTER_YAML.format(
         judging_slots=judging_slots, runs_at_once=runs_at_once, fair_queue=FAIR_QUEUE_LIMITS if fair else ""
     )
 
 
 def dagster_home() -> Path:
-    return settings.home() / "dagster"
+    return settings.current().home / "dagster"
 
 
 def prepare(judging_slots: int = 1) -> dict[str, str]:
     """Create the state folder and return the environment every Dagster process gets."""
+    now = settings.current()
     home = dagster_home()
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text(dagster_yaml(judging_slots))
-    settings.bucket_root().mkdir(parents=True, exist_ok=True)
+    now.bucket_root.mkdir(parents=True, exist_ok=True)
     # Create (or migrate) the SQLite storage once, here: the webserver and the daemon starting
     # together on an empty folder would otherwise race on the schema.
     from dagster import DagsterInstance
@@ -98,10 +99,10 @@ def prepare(judging_slots: int = 1) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         DAGSTER_HOME=str(home),
-        QUANTCRAFT_HOME=str(settings.home()),
         PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT), env.get("PYTHONPATH", "")])),
     )
-    env.setdefault(settings.OFFICIAL_SECRET_ENV, settings.official_secret())
+    env[settings.ENV["home"]] = str(now.home)
+    env[settings.ENV["official_secret"]] = now.organisers_secret()
     # The official traces and a calibration, before the first judging reads them: in a process of
     # its own, so the code location is loaded from this environment as every service loads it.
     subprocess.run(
@@ -197,7 +198,7 @@ class Services:
         return f"http://{self.host}:{self.leaderboard_port}"
 
     def start(self, daemon: bool = True, webserver: bool = True, leaderboard: bool = True) -> None:
-        logs = settings.home() / "logs"
+        logs = settings.current().home / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         workspace = str(PROJECT / "workspace.yaml")
         commands = {}
@@ -214,7 +215,7 @@ class Services:
         if daemon:
             commands["daemon"] = [_bin("dagster-daemon"), "run", "-w", workspace]
         if leaderboard:
-            self.env["QUANTCRAFT_DAGSTER_URL"] = self.url
+            self.env[settings.ENV["dagster_url"]] = self.url
             commands["leaderboard"] = [
                 _bin("uvicorn"), "--factory", "leaderboard_app.app:app_factory",
                 "--host", self.host, "--port", str(self.leaderboard_port), "--no-access-log",
@@ -274,7 +275,7 @@ class Services:
             for name, proc in self.procs.items():
                 if proc.poll() is not None:
                     raise RuntimeError(
-                        f"dagster {name} exited ({proc.returncode}); see {settings.home()}/logs"
+                        f"dagster {name} exited ({proc.returncode}); see {settings.current().home}/logs"
                     )
             probes = {
                 "webserver": f"{self.url}/server_info",

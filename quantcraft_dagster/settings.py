@@ -1,111 +1,294 @@
-"""Where the embedded default keeps its state: one folder, ``$QUANTCRAFT_HOME`` (./.quantcraft)."""
+"""Every QuantCraft setting taken from the environment: one typed object, each setting named,
+defaulted and explained once, here.
 
-from __future__ import annotations
+``current()`` reads the environment at each call, not once at import: the sensor and the upload
+API follow an organiser's change (an upload limit lifted) as soon as their processes see it, and
+a test sets a variable without reloading modules. Nothing else in the project reads
+``os.environ`` for a setting; the README's table of settings is ``markdown_table()``'s output
+(``python -m quantcraft_dagster.settings``), and a test keeps the two equal.
+
+Dagster resources take secrets as ``dg.EnvVar(ENV[...])`` instead (resolved at run time, never
+shown in the UI); the secrets below serve the processes that are not Dagster's (leaderboard,
+CLI). An empty value counts as unset: compose passes empty strings for unset variables.
+"""
 
 import os
 import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, get_type_hints
 
 from .core.limits import UploadLimits
+from .core.trial import ValidityConfig
 from .judge.cpus import parse_cpu_list
 
-
-def home() -> Path:
-    return Path(os.environ.get("QUANTCRAFT_HOME", Path.cwd() / ".quantcraft")).resolve()
+PROJECT = Path(__file__).resolve().parent.parent
 
 
-def bucket_root() -> Path:
-    return Path(os.environ.get("QUANTCRAFT_BUCKET_ROOT", home() / "bucket")).resolve()
+def _flag(text: str) -> bool:
+    return text.lower() not in ("0", "false", "no", "off")
 
 
-def calibration_engines() -> Path:
-    """The platform's own example engines (``make -C examples/engines``): ``engine`` calibrates a
-    judging slot, ``trivial`` measures the load generator's ceiling."""
-    default = Path(__file__).resolve().parent.parent / "examples" / "engines" / "build"
-    return Path(os.environ.get("QUANTCRAFT_CALIBRATION_ENGINES", default))
+def _path(text: str) -> Path:
+    return Path(text).expanduser().resolve()
 
 
-OFFICIAL_SECRET_ENV = "QUANTCRAFT_OFFICIAL_SECRET"
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """Where a setting comes from and what it means. ``default`` may be a function of the
+    settings read before it; ``shown`` is the default as the README states it, when computed."""
+
+    env: str
+    default: Any
+    doc: str
+    parse: Callable[[str], Any] = str
+    shown: str | None = None
+    secret: bool = False  # never printed (``repr``); Dagster resources take it as ``dg.EnvVar``
 
 
-def official_secret() -> str:
-    """The organisers' secret that official traces derive from: ``$QUANTCRAFT_OFFICIAL_SECRET``
-    (production: from a secret store), else made once in the state folder (mode 0600), so the
-    embedded default judges on official traces from its first start. Never printed or logged."""
-    if value := os.environ.get(OFFICIAL_SECRET_ENV):
-        return value
-    path = home() / "official-secret"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-    return path.read_text().strip()
+_VALIDITY = ValidityConfig()
+_LIMITS = UploadLimits()
 
 
-def fair_queue() -> bool:
-    """Whether the queue is fair between contestants (``$QUANTCRAFT_FAIR_QUEUE``, on unless 0):
-    at most one judging in flight per contestant, and each contestant's first pending judging
-    ahead of anyone's second. Off, the queue is first come, first served."""
-    return (os.environ.get("QUANTCRAFT_FAIR_QUEUE") or "1").strip().lower() not in ("0", "false", "no", "off")
+@dataclass(frozen=True, repr=False)
+class Settings:
+    # State and storage
+    home: Annotated[
+        Path,
+        Setting(
+            "QUANTCRAFT_HOME",
+            lambda _: _path(".quantcraft"),
+            "State folder of the embedded default: Dagster instance, bucket folder, logs, official secret",
+            _path,
+            "./.quantcraft",
+        ),
+    ]
+    bucket_backend: Annotated[
+        str,
+        Setting(
+            "QUANTCRAFT_BUCKET_BACKEND", "local", "Bucket backend: `local` (a folder) or `s3` (MinIO, S3)"
+        ),
+    ]
+    bucket_root: Annotated[
+        Path,
+        Setting(
+            "QUANTCRAFT_BUCKET_ROOT",
+            lambda s: s["home"] / "bucket",
+            "Folder of the `local` bucket",
+            _path,
+            "$QUANTCRAFT_HOME/bucket",
+        ),
+    ]
+    s3_bucket: Annotated[
+        str, Setting("QUANTCRAFT_S3_BUCKET", "quantcraft", "Bucket name of the `s3` backend")
+    ]
+    s3_endpoint: Annotated[
+        str, Setting("QUANTCRAFT_S3_ENDPOINT", "", "S3 endpoint URL (MinIO's); empty: AWS")
+    ]
+    s3_region: Annotated[str, Setting("AWS_REGION", "us-east-1", "S3 region")]
+    s3_access_key: Annotated[str, Setting("AWS_ACCESS_KEY_ID", "", "S3 access key", secret=True)]
+    s3_secret_key: Annotated[str, Setting("AWS_SECRET_ACCESS_KEY", "", "S3 secret key", secret=True)]
+    cache: Annotated[
+        Path,
+        Setting(
+            "QUANTCRAFT_CACHE",
+            lambda _: Path.home() / ".cache" / "quantcraft",
+            "Judge host's cache of trace bundles, keyed by the code and spec that make them",
+            _path,
+            "~/.cache/quantcraft",
+        ),
+    ]
+    # Judging
+    official_secret: Annotated[
+        str,
+        Setting(
+            "QUANTCRAFT_OFFICIAL_SECRET",
+            "",
+            "Organisers' secret the official traces derive from; unset: made once in the state folder",
+            secret=True,
+        ),
+    ]
+    profile: Annotated[
+        str, Setting("QUANTCRAFT_PROFILE", "standard", "Judging profile (`standard`, `quick`)")
+    ]
+    max_send_lag_p99_us: Annotated[
+        float,
+        Setting(
+            "QUANTCRAFT_MAX_SEND_LAG_P99_US",
+            _VALIDITY.max_send_lag_p99_us,
+            "Trial validity bound on the load generator's send lag; raise only on a noisy host",
+            float,
+        ),
+    ]
+    sandbox: Annotated[
+        str, Setting("QUANTCRAFT_SANDBOX", "bubblewrap", "Sandbox backend: `bubblewrap` or `docker`")
+    ]
+    sandbox_image: Annotated[
+        str,
+        Setting("QUANTCRAFT_SANDBOX_IMAGE", "quantcraft/sandbox:bookworm", "Image of the `docker` sandbox"),
+    ]
+    calibration_engines: Annotated[
+        Path,
+        Setting(
+            "QUANTCRAFT_CALIBRATION_ENGINES",
+            lambda _: PROJECT / "examples" / "engines" / "build",
+            "The platform's own engines: `engine` calibrates a slot and controls trials, `trivial`"
+            " measures the load generator's ceiling",
+            _path,
+            "examples/engines/build",
+        ),
+    ]
+    # Judging slots of this host
+    judge_cpus: Annotated[
+        list[int] | None,
+        Setting(
+            "QUANTCRAFT_JUDGE_CPUS",
+            None,
+            "CPUs this host judges on (`0-7`, `2,3,6,7`)",
+            parse_cpu_list,
+            "all online",
+        ),
+    ]
+    cpus_per_slot: Annotated[
+        int,
+        Setting("QUANTCRAFT_CPUS_PER_SLOT", 4, "CPUs per judging slot (engine's and load generator's)", int),
+    ]
+    slots_dir: Annotated[
+        Path,
+        Setting(
+            "QUANTCRAFT_SLOTS_DIR",
+            Path("/run/quantcraft/slots"),
+            "Host-wide folder of CPU locks every judging takes (per-boot tmpfs)",
+            Path,
+        ),
+    ]
+    # Queue and uploads
+    fair_queue: Annotated[
+        bool,
+        Setting(
+            "QUANTCRAFT_FAIR_QUEUE",
+            True,
+            "One judging in flight per contestant, first pending ones first; `0`: first come, first served",
+            _flag,
+            "1",
+        ),
+    ]
+    uploads_per_window: Annotated[
+        int,
+        Setting(
+            "QUANTCRAFT_UPLOADS_PER_WINDOW",
+            _LIMITS.per_window,
+            "Uploads per contestant per window; 0: no limit",
+            int,
+        ),
+    ]
+    upload_window_s: Annotated[
+        float, Setting("QUANTCRAFT_UPLOAD_WINDOW_S", _LIMITS.window_s, "That window, in seconds", float)
+    ]
+    max_pending_uploads: Annotated[
+        int,
+        Setting(
+            "QUANTCRAFT_MAX_PENDING_UPLOADS",
+            _LIMITS.max_pending,
+            "Judgings per contestant waiting or running at once; 0: no limit",
+            int,
+        ),
+    ]
+    uploads_in_flight: Annotated[
+        int,
+        Setting(
+            "QUANTCRAFT_UPLOADS_IN_FLIGHT", 32, "Uploads the leaderboard receives at once; past it, 503", int
+        ),
+    ]
+    # Leaderboard
+    dagster_home: Annotated[
+        str, Setting("DAGSTER_HOME", "", "The Dagster instance's folder (Dagster's own variable)")
+    ]
+    dagster_url: Annotated[
+        str,
+        Setting(
+            "QUANTCRAFT_DAGSTER_URL", "http://127.0.0.1:3000", "Dagster UI address the leaderboard links to"
+        ),
+    ]
+    leaderboard_poll_s: Annotated[
+        float,
+        Setting("QUANTCRAFT_LEADERBOARD_POLL_S", 0.2, "How often the leaderboard reads the instance", float),
+    ]
+    # Scale-out
+    celery_broker: Annotated[
+        str,
+        Setting(
+            "QUANTCRAFT_CELERY_BROKER",
+            "redis://127.0.0.1:6379/0",
+            "Where judging runs are queued (Redis URL)",
+        ),
+    ]
+    celery_backend: Annotated[
+        str,
+        Setting(
+            "QUANTCRAFT_CELERY_BACKEND",
+            "redis://127.0.0.1:6379/1",
+            "Where task states are kept (run monitoring reads them)",
+        ),
+    ]
+    judging_queue: Annotated[
+        str, Setting("QUANTCRAFT_JUDGING_QUEUE", "judging", "Celery queue of judging runs")
+    ]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "Settings":
+        values: dict[str, Any] = {}
+        for name, setting in SETTINGS.items():
+            text = (environ.get(setting.env) or "").strip()
+            if text:
+                values[name] = setting.parse(text)
+            else:
+                default = setting.default
+                values[name] = default(values) if callable(default) else default
+        return cls(**values)
+
+    def __repr__(self) -> str:
+        shown = (f"{n}={'***' if s.secret else repr(getattr(self, n))}" for n, s in SETTINGS.items())
+        return f"Settings({', '.join(shown)})"
+
+    def upload_limits(self) -> UploadLimits:
+        return UploadLimits(self.uploads_per_window, self.upload_window_s, self.max_pending_uploads)
+
+    def organisers_secret(self) -> str:
+        """``official_secret``, else one made once in the state folder (mode 0600), so the embedded
+        default judges on official traces from its first start. Never printed or logged."""
+        if self.official_secret:
+            return self.official_secret
+        path = self.home / "official-secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_hex(32))
+        return path.read_text().strip()
 
 
-def upload_limits() -> UploadLimits:
-    """This contest's upload limits, per contestant; 0 switches one off. Read at every use, so
-    the sensor and the upload API follow a change as soon as their processes see it.
-
-    ``$QUANTCRAFT_UPLOADS_PER_WINDOW`` uploads per ``$QUANTCRAFT_UPLOAD_WINDOW_S`` seconds
-    (default 3 per 600), and ``$QUANTCRAFT_MAX_PENDING_UPLOADS`` judgings waiting or running at once
-    (default 3): a few tries per coffee break each, so one contestant's burst cannot fill the queue.
-    """
-    default = UploadLimits()
-
-    def env(name: str, value: float) -> str:  # unset or empty (compose passes empty): the default
-        return os.environ.get(name) or str(value)
-
-    return UploadLimits(
-        per_window=int(env("QUANTCRAFT_UPLOADS_PER_WINDOW", default.per_window)),
-        window_s=float(env("QUANTCRAFT_UPLOAD_WINDOW_S", default.window_s)),
-        max_pending=int(env("QUANTCRAFT_MAX_PENDING_UPLOADS", default.max_pending)),
-    )
+SETTINGS: dict[str, Setting] = {
+    name: hint.__metadata__[0] for name, hint in get_type_hints(Settings, include_extras=True).items()
+}
+ENV: dict[str, str] = {name: setting.env for name, setting in SETTINGS.items()}
+"""The variable behind each setting, for ``dg.EnvVar`` and for passing settings to child processes."""
 
 
-# Scale-out (deploy/dagster-celery.yaml, ``quantcraft worker``): the control host's daemon puts each
-# judging run on a Celery queue in Redis; any judge host's worker takes the next one.
-CELERY_BROKER_ENV = "QUANTCRAFT_CELERY_BROKER"
-CELERY_BACKEND_ENV = "QUANTCRAFT_CELERY_BACKEND"
-JUDGING_QUEUE_ENV = "QUANTCRAFT_JUDGING_QUEUE"
+def current() -> Settings:
+    """The settings as this process's environment holds them now."""
+    return Settings.from_env(os.environ)
 
 
-def celery_broker() -> str:
-    """Where judging runs are queued: ``$QUANTCRAFT_CELERY_BROKER`` (a Redis URL)."""
-    return os.environ.get(CELERY_BROKER_ENV, "redis://127.0.0.1:6379/0")
+def markdown_table() -> str:
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for setting in SETTINGS.values():
+        default = setting.shown or setting.default
+        shown = f"`{default}`" if default != "" else "(empty)"
+        rows.append(f"| `{setting.env}` | {shown} | {setting.doc}{' (secret)' if setting.secret else ''} |")
+    return "\n".join(rows)
 
 
-def celery_backend() -> str:
-    """Where task states are kept (run monitoring reads them): ``$QUANTCRAFT_CELERY_BACKEND``."""
-    return os.environ.get(CELERY_BACKEND_ENV, "redis://127.0.0.1:6379/1")
-
-
-def judging_queue() -> str:
-    return os.environ.get(JUDGING_QUEUE_ENV, "judging")
-
-
-def slots_dir() -> Path:
-    """The host-wide folder of CPU locks (``judge.slots``): every judging on this host, whichever
-    worker or state folder it belongs to, takes its CPUs' locks here. ``$QUANTCRAFT_SLOTS_DIR``;
-    the default is on /run, a per-boot tmpfs, so no lock file survives a reboot."""
-    return Path(os.environ.get("QUANTCRAFT_SLOTS_DIR", "/run/quantcraft/slots"))
-
-
-def judge_cpus() -> list[int] | None:
-    """The CPUs this host judges on (``$QUANTCRAFT_JUDGE_CPUS``, e.g. ``0-7`` or ``2,3,6,7``); all
-    online CPUs when unset."""
-    text = os.environ.get("QUANTCRAFT_JUDGE_CPUS", "").strip()
-    return parse_cpu_list(text) if text else None
-
-
-def cpus_per_slot() -> int:
-    """CPUs in one judging slot (``$QUANTCRAFT_CPUS_PER_SLOT``, default 4: two for the engine, two
-    for the load generator, as ``split_cpus`` shares them)."""
-    return int(os.environ.get("QUANTCRAFT_CPUS_PER_SLOT", "4"))
+if __name__ == "__main__":
+    print(markdown_table())

@@ -14,7 +14,6 @@ runtime and run retries put it back on the queue for another host.
 from __future__ import annotations
 
 import ctypes
-import os
 import signal
 
 from celery import Celery
@@ -44,13 +43,14 @@ def make_judging_app() -> Celery:
         result_extended=True,
         broker_connection_retry_on_startup=True,
     )
+    configured = settings.current()
     return make_app(
         {
-            "broker": settings.celery_broker(),
-            "backend": settings.celery_backend(),
+            "broker": configured.celery_broker,
+            "backend": configured.celery_backend,
             "include": [],
             "config_source": config,
-            "task_default_queue": settings.judging_queue(),
+            "task_default_queue": configured.judging_queue,
         }
     )
 
@@ -75,9 +75,10 @@ def run(name: str, loglevel: str, celery_args: list[str]) -> None:
     The worker itself runs SCHED_IDLE on the load generators' CPUs, so it never competes with an
     engine; a judging puts itself back in the foreground on its slot's CPUs.
     """
-    if not os.environ.get("DAGSTER_HOME"):
+    configured = settings.current()
+    if not configured.dagster_home:
         raise SystemExit("DAGSTER_HOME is not set: point it at the folder holding deploy/dagster-celery.yaml")
-    slots = host_slots(settings.judge_cpus(), settings.cpus_per_slot())
+    slots = host_slots(configured.judge_cpus, configured.cpus_per_slot)
     for slot in slots:
         print(f"judging slot: engine CPUs {slot.engine_cpus}, load generator CPUs {slot.loadgen_cpus}")
     print(f"{len(slots)} slot(s): count them in the control host's max_concurrent_runs", flush=True)
@@ -87,7 +88,7 @@ def run(name: str, loglevel: str, celery_args: list[str]) -> None:
     app.worker_main(
         [
             "worker",
-            f"--queues={settings.judging_queue()}",
+            f"--queues={configured.judging_queue}",
             f"--concurrency={len(slots)}",
             "--pool=prefork",
             "--prefetch-multiplier=1",

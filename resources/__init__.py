@@ -1,8 +1,6 @@
 """Dagster resources: thin configuration over the I/O adapters (no rules here)."""
 
 import contextlib
-import functools
-import os
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -16,57 +14,45 @@ from quantcraft_dagster.core import trace
 from quantcraft_dagster.core.scoring import RankingConfig, ScoringConfig
 from quantcraft_dagster.core.trial import ValidityConfig
 from quantcraft_dagster.judge.cpus import split_cpus
-from quantcraft_dagster.judge.docker_sandbox import SANDBOX_IMAGE, DockerSandbox
+from quantcraft_dagster.judge.docker_sandbox import DockerSandbox
 from quantcraft_dagster.judge.judging import JudgeConfig
 from quantcraft_dagster.judge.sandbox import BubblewrapSandbox, Sandbox
 from quantcraft_dagster.judge.slots import Slot, host_slots, take_slot
-from quantcraft_dagster.storage.bucket import Bucket, LocalBucket, S3Bucket
-
-
-@functools.lru_cache(maxsize=8)
-def _bucket(backend: str, root: str, name: str, endpoint: str, region: str, key: str, secret: str) -> Bucket:
-    if backend == "local":
-        return LocalBucket(Path(root) if root else settings.bucket_root())
-    if backend == "s3":
-        return S3Bucket(name, endpoint or None, region, key or None, secret or None)
-    raise ValueError(f"unknown bucket backend {backend!r}: use 'local' or 's3'")
+from quantcraft_dagster.settings import ENV, Settings
+from quantcraft_dagster.storage.bucket import Bucket, connect
 
 
 class BucketResource(dg.ConfigurableResource):
     """Uploads, traces, telemetry and asset values; a folder (default) or S3/MinIO, same keys."""
 
     backend: str = "local"
-    root: str = ""
+    root: str = ""  # the local backend's folder; empty: the settings' bucket root
     bucket: str = "quantcraft"
     endpoint_url: str = ""
     region: str = "us-east-1"
+    # Set these two with dg.EnvVar (``from_settings`` does): Dagster resolves them at run time and
+    # never shows them; a plain value would be stored and displayed with the resource's config.
     access_key: str = ""
     secret_key: str = ""
 
     @classmethod
-    def from_env(cls) -> "BucketResource":
-        """From ``QUANTCRAFT_BUCKET_BACKEND`` (local | s3) and friends; default: a folder in the home."""
-        env = os.environ.get
-        backend = env("QUANTCRAFT_BUCKET_BACKEND", "local")
+    def from_settings(cls, s: Settings) -> "BucketResource":
+        """The code location's bucket; the S3 keys stay names of variables, not their values."""
+        if s.bucket_backend != "s3":
+            return cls(backend=s.bucket_backend, root=str(s.bucket_root))
         return cls(
-            backend=backend,
-            root=str(settings.bucket_root()) if backend == "local" else "",
-            bucket=env("QUANTCRAFT_S3_BUCKET", "quantcraft"),
-            endpoint_url=env("QUANTCRAFT_S3_ENDPOINT", ""),
-            region=env("AWS_REGION", "us-east-1"),
-            access_key=env("AWS_ACCESS_KEY_ID", ""),
-            secret_key=env("AWS_SECRET_ACCESS_KEY", ""),
+            backend="s3",
+            bucket=s.s3_bucket,
+            endpoint_url=s.s3_endpoint,
+            region=s.s3_region,
+            access_key=dg.EnvVar(ENV["s3_access_key"]),
+            secret_key=dg.EnvVar(ENV["s3_secret_key"]),
         )
 
     def client(self) -> Bucket:
-        return _bucket(
-            self.backend,
-            self.root,
-            self.bucket,
-            self.endpoint_url,
-            self.region,
-            self.access_key,
-            self.secret_key,
+        root = self.root or str(settings.current().bucket_root)
+        return connect(
+            self.backend, root, self.bucket, self.endpoint_url, self.region, self.access_key, self.secret_key
         )
 
 
@@ -74,16 +60,16 @@ class SandboxResource(dg.ConfigurableResource):
     """Sandbox backend and limits (docs/protocol.md section 1) and the CPU split of this host."""
 
     # bubblewrap (embedded default) or docker (production: QUANTCRAFT_SANDBOX=docker in compose).
-    backend: str = Field(default_factory=lambda: os.environ.get("QUANTCRAFT_SANDBOX", "bubblewrap"))
-    docker_image: str = SANDBOX_IMAGE
+    backend: str = Field(default_factory=lambda: settings.current().sandbox)
+    docker_image: str = Field(default_factory=lambda: settings.current().sandbox_image)
     memory_bytes: int = 4 * 2**30
     pids: int = 256
     engine_cpus: list[int] = Field(default_factory=list)
     loadgen_cpus: list[int] = Field(default_factory=list)
     # The host's judging slots (judge.slots), unless engine_cpus/loadgen_cpus name the only one.
-    judge_cpus: list[int] = Field(default_factory=lambda: settings.judge_cpus() or [])
-    cpus_per_slot: int = Field(default_factory=settings.cpus_per_slot)
-    slots_dir: str = Field(default_factory=lambda: str(settings.slots_dir()))
+    judge_cpus: list[int] = Field(default_factory=lambda: settings.current().judge_cpus or [])
+    cpus_per_slot: int = Field(default_factory=lambda: settings.current().cpus_per_slot)
+    slots_dir: str = Field(default_factory=lambda: str(settings.current().slots_dir))
     _run_id: str = PrivateAttr(default="")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:

@@ -7,7 +7,8 @@ import orjson
 
 from assets.submission import submissions
 from quantcraft_dagster import settings
-from quantcraft_dagster.core.intake import PREFIX, IntakeCursor, Submission, scan
+from quantcraft_dagster.core import keys
+from quantcraft_dagster.core.intake import IntakeCursor, Submission, scan
 from quantcraft_dagster.core.limits import Refusal, UploadLimits, check, queue_priority
 from quantcraft_dagster.lifecycle import (
     CONTESTANT_TAG,
@@ -16,7 +17,6 @@ from quantcraft_dagster.lifecycle import (
     SKIPPED,
     UPLOADED_TAG,
     Load,
-    intake_key,
     judging_load,
 )
 from resources import BucketResource
@@ -60,11 +60,11 @@ def build_submission_sensor(job) -> dg.SensorDefinition:
         job=job,
         minimum_interval_seconds=2,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Lists {PREFIX}<contestant_id>/<file> and requests one judging per new object",
+        description=f"Lists {keys.SUBMISSIONS}<contestant_id>/<file> and requests one judging per new object",
     )
     def submission_sensor(context: dg.SensorEvaluationContext, bucket: BucketResource) -> dg.SensorResult:
         client = bucket.client()
-        result = scan(client.list(PREFIX), IntakeCursor.from_json(context.cursor))
+        result = scan(client.list(keys.SUBMISSIONS), IntakeCursor.from_json(context.cursor))
         cursor = result.cursor
         events = []
         for key, why in result.skipped:
@@ -72,7 +72,8 @@ def build_submission_sensor(job) -> dg.SensorDefinition:
             events.append(
                 dg.AssetObservation(asset_key=REJECTED_UPLOADS, metadata={"key": key, "reason": why})
             )
-        limits, fair = settings.upload_limits(), settings.fair_queue()
+        now = settings.current()
+        limits, fair = now.upload_limits(), now.fair_queue
         candidates = list(result.new)
         for sub in candidates:
             cursor.held.pop(sub.key, None)  # overwritten: the new object is the upload now
@@ -91,7 +92,7 @@ def build_submission_sensor(job) -> dg.SensorDefinition:
         with ThreadPoolExecutor(max_workers=16) as pool:
             list(
                 pool.map(
-                    lambda s: client.put_bytes(intake_key(s.partition_key), orjson.dumps(s.to_obj())),
+                    lambda s: client.put_bytes(keys.intake(s.partition_key), orjson.dumps(s.to_obj())),
                     [sub for sub, _ in judged],
                 )
             )

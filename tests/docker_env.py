@@ -12,7 +12,8 @@ from pathlib import Path
 import docker
 import pytest
 
-from quantcraft_dagster.judge.docker_sandbox import LABEL, SANDBOX_IMAGE
+from quantcraft_dagster import settings
+from quantcraft_dagster.judge.docker_sandbox import LABEL
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_IMAGE = "quantcraft/app:latest"
@@ -30,9 +31,10 @@ def docker_client() -> docker.DockerClient:
 
 @pytest.fixture(scope="session")
 def sandbox_image(docker_client) -> str:
-    if _missing(docker_client, [SANDBOX_IMAGE]):
+    image = settings.current().sandbox_image
+    if _missing(docker_client, [image]):
         subprocess.run(["bash", str(ROOT / "deploy" / "build-images.sh"), "sandbox"], check=True)
-    return SANDBOX_IMAGE
+    return image
 
 
 @pytest.fixture(scope="session")

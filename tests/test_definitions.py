@@ -22,7 +22,7 @@ from resources import (
     SandboxResource,
     ScoringResource,
 )
-from resources.io_manager import BucketJSONIOManager, TraceIOManager
+from resources.io_manager import BucketJSONIOManager, ParquetIOManager, TraceIOManager
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,6 +44,7 @@ def resources(tmp_path):
         "bucket": bucket,
         "io_manager": BucketJSONIOManager(bucket=bucket),
         "trace_io_manager": TraceIOManager(bucket=bucket),
+        "parquet_io_manager": ParquetIOManager(bucket=bucket),
         "contest": ContestResource(official_secret="organisers-only"),
         "sandbox": SandboxResource(),
         "judging": JudgingResource(
@@ -54,7 +55,7 @@ def resources(tmp_path):
     }
 
 
-JUDGING = [submission_assets.submission_binary, submission_assets.raw_telemetry]
+JUDGING = [submission_assets.submission_binary, submission_assets.judging]
 
 
 def _judge_partition(resources, binary: Path, partition: str = "p1", selection=JUDGING):
@@ -103,7 +104,7 @@ def test_infrastructure_failures_are_retried(resources, engines, monkeypatch):
 def test_an_engine_crash_is_a_verdict_not_a_retry(resources, engines):
     result, retries = _judge_partition(resources, engines / "crash_mid_phase")
     assert result.success and retries == []
-    verdict = result.output_for_node("raw_telemetry")
+    verdict = result.output_for_node("judging", "verdict")
     assert verdict["status"] == "failed" and "SIGABRT" in verdict["reason"]
 
 
@@ -113,7 +114,7 @@ def test_the_score_asset_records_the_judges_scores_for_the_organisers_config(res
     )
     every = [
         submission_assets.submission_binary,
-        submission_assets.raw_telemetry,
+        submission_assets.judging,
         submission_assets.metrics,
         submission_assets.correctness,
         submission_assets.score,
@@ -122,7 +123,7 @@ def test_the_score_asset_records_the_judges_scores_for_the_organisers_config(res
         {**resources, "scoring": scoring}, engines / "lifo_priority", selection=every
     )
     assert result.success
-    verdict, score = result.output_for_node("raw_telemetry"), result.output_for_node("score")
+    verdict, score = result.output_for_node("judging", "verdict"), result.output_for_node("score")
     s = verdict["scores"]
     assert s["final"] == pytest.approx(
         0.2 * s["latency"] + 0.2 * s["throughput"] + 0.6 * s["correctness"], abs=1e-2

@@ -11,7 +11,7 @@ import dagster as dg
 import httpx2 as httpx
 import pytest
 
-from quantcraft_dagster import lifecycle, services
+from quantcraft_dagster import lifecycle, services, settings
 from quantcraft_dagster.cli import submit
 
 from .judge.helpers import assert_nothing_left
@@ -79,7 +79,7 @@ def count_events(asset: str) -> dict[str, int]:
 
 @pytest.mark.timeout(600)
 def test_uploads_are_judged_through_the_daemon_and_survive_a_daemon_crash(platform, engines, tmp_path):
-    from resources import BucketResource
+    from quantcraft_dagster.storage.bucket import from_settings
 
     text = tmp_path / "engine.txt"
     text.write_text("not an engine")
@@ -87,10 +87,11 @@ def test_uploads_are_judged_through_the_daemon_and_survive_a_daemon_crash(platfo
     empty.write_bytes(b"")
     from leaderboard_app import contestants
 
-    token = contestants.add(BucketResource.from_env().client(), "alice")
+    bucket = from_settings(settings.current())
+    token = contestants.add(bucket, "alice")
     upload_through_page(platform.leaderboard_url, token, engines / "engine")  # the others use the CLI
     submit("bob", engines / "never_cancel")
-    bucket = BucketResource.from_env().client()  # bad uploads that bypass the CLI's own checks
+    # bad uploads that bypass the CLI's own checks
     bucket.put_file("submissions/eve/engine.txt", text)
     bucket.put_file("submissions/zed/empty", empty)
     bucket.put_bytes("submissions/not a contestant/x", b"junk")
@@ -120,7 +121,7 @@ def test_uploads_are_judged_through_the_daemon_and_survive_a_daemon_crash(platfo
     assert by_contestant["bob"].stage == "finished" and by_contestant["bob"].score["correctness"] < 100.0
     assert by_contestant["eve"].stage == "rejected" and "ELF" in by_contestant["eve"].score["reason"]
     assert by_contestant["zed"].stage == "rejected" and "empty" in by_contestant["zed"].score["reason"]
-    for asset in ("score", "raw_telemetry"):
+    for asset in ("score", "verdict"):
         assert set(count_events(asset).values()) == {1}, f"{asset} judged twice"
     with dg.DagsterInstance.from_config(str(services.dagster_home())) as instance:
         skipped = instance.fetch_observations(dg.AssetKey("rejected_uploads"), limit=10).records

@@ -17,7 +17,8 @@ from typing import Protocol
 
 import orjson
 
-PREFIX = "submissions/"
+from .keys import SUBMISSIONS
+
 CONTESTANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 FILENAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 WINDOW_S = 600.0
@@ -66,11 +67,11 @@ class Submission:
 
 def parse_key(key: str) -> tuple[str, str]:
     """``submissions/<contestant_id>/<file>`` → (contestant, file); ValueError says what is wrong."""
-    if not key.startswith(PREFIX):
-        raise ValueError(f"{key!r} is not under {PREFIX}")
-    parts = key[len(PREFIX) :].split("/")
+    if not key.startswith(SUBMISSIONS):
+        raise ValueError(f"{key!r} is not under {SUBMISSIONS}")
+    parts = key[len(SUBMISSIONS) :].split("/")
     if len(parts) != 2:
-        raise ValueError(f"{key!r} is not {PREFIX}<contestant_id>/<file>")
+        raise ValueError(f"{key!r} is not {SUBMISSIONS}<contestant_id>/<file>")
     contestant, filename = parts
     if not CONTESTANT_RE.match(contestant):
         raise ValueError(f"{key!r}: contestant id must be 1-64 of A-Z a-z 0-9 _ - (starting alphanumeric)")

@@ -35,7 +35,6 @@ from .cpus import placed
 from .judging import InfrastructureError, JudgeConfig
 from .sandbox import EngineExit, SandboxLimits, StderrTail
 
-SANDBOX_IMAGE = os.environ.get("QUANTCRAFT_SANDBOX_IMAGE", "quantcraft/sandbox:bookworm")
 LABEL = "quantcraft.sandbox"
 JUDGING_LABEL = "quantcraft.judging"
 EXPIRES_LABEL = "quantcraft.expires"
@@ -91,8 +90,8 @@ class DockerSandbox:
 
     def __init__(
         self,
-        limits: SandboxLimits | None = None,
-        image: str = SANDBOX_IMAGE,
+        limits: SandboxLimits | None,
+        image: str,  # settings.sandbox_image: a glibc base built offline (deploy/build-images.sh)
         lifetime_s: float = 3600.0,
         judging_id: str = "",
         client: docker.DockerClient | None = None,
@@ -109,9 +108,7 @@ class DockerSandbox:
             raise InfrastructureError(f"Docker is not reachable: {exc}") from exc
 
     @classmethod
-    def for_config(
-        cls, config: JudgeConfig, image: str = SANDBOX_IMAGE, judging_id: str = ""
-    ) -> DockerSandbox:
+    def for_config(cls, config: JudgeConfig, image: str, judging_id: str = "") -> DockerSandbox:
         """Limits from the judge's config; a sandbox outliving the judge's own deadlines is a leftover."""
         lifetime = config.health_timeout_s + config.phase_time_limit_s + LIFETIME_MARGIN_S
         return cls(config.sandbox_limits(), image, lifetime, judging_id)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import settings
 from ..core import book, check, protocol, trace
 from ..core.binary import MAX_BINARY_BYTES, Rejected, validate
 from ..core.bundle import PhaseBundle, answer_lines, assemble, trace_lines
@@ -68,7 +69,7 @@ class JudgeConfig:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("QUANTCRAFT_CACHE", Path.home() / ".cache" / "quantcraft"))
+    return settings.current().cache
 
 
 def _bundle_key(spec: trace.PhaseSpec) -> str:

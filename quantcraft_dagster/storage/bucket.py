@@ -8,6 +8,7 @@ bounded chunks, never read whole, so a burst of 50 MiB uploads costs disk and ti
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -15,7 +16,10 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ..settings import Settings
 
 CHUNK = 1 << 20
 
@@ -237,3 +241,22 @@ class S3Bucket:
 
     def describe(self) -> str:
         return f"s3://{self.bucket} at {self.endpoint_url or 'AWS'}"
+
+
+@functools.lru_cache(maxsize=8)
+def connect(backend: str, root: str, name: str, endpoint: str, region: str, key: str, secret: str) -> Bucket:
+    """One client per configuration and process: an S3 client holds a connection pool and a
+    transfer manager whose memory bound is per process, not per caller."""
+    if backend == "local":
+        return LocalBucket(Path(root))
+    if backend == "s3":
+        return S3Bucket(name, endpoint or None, region, key or None, secret or None)
+    raise ValueError(f"unknown bucket backend {backend!r}: use 'local' or 's3'")
+
+
+def from_settings(s: Settings) -> Bucket:
+    """The bucket outside Dagster (leaderboard, CLI), configured as the code location's."""
+    return connect(
+        s.bucket_backend, str(s.bucket_root), s.s3_bucket, s.s3_endpoint, s.s3_region, s.s3_access_key,
+        s.s3_secret_key,
+    )  # fmt: skip

@@ -78,7 +78,7 @@ def test_leaderboard_ranks_best_score_per_contestant(client, instance):
 def test_private_details_need_the_owners_token(client, instance, bucket, tokens):
     report_score(instance, "alice-1", "alice", 80.0)
     bucket.put_bytes(
-        "assets/raw_telemetry/alice-1.json",
+        "assets/verdict/alice-1.json",
         orjson.dumps({"divergences": [{"order_id": "A-1"}], "stderr_tail": "secret stderr", "reason": "x"}),
     )
     time.sleep(0.5)
@@ -122,7 +122,7 @@ def test_restarted_app_shows_the_same_standings(home, bucket, instance):
 
 def test_a_token_in_the_url_is_ignored(client, instance, bucket, tokens):
     report_score(instance, "alice-1", "alice", 80.0)
-    bucket.put_bytes("assets/raw_telemetry/alice-1.json", orjson.dumps({"stderr_tail": "secret stderr"}))
+    bucket.put_bytes("assets/verdict/alice-1.json", orjson.dumps({"stderr_tail": "secret stderr"}))
     wait_for(client, "alice-1")
     assert client.get(f"/api/submissions/alice-1?token={tokens['alice']}").json()["private"] is None
     res = client.post(f"/api/submissions?token={tokens['alice']}", files={"file": ("engine", ELF)})
@@ -164,7 +164,7 @@ PRIVATE = {
 def test_public_views_show_status_and_reason_never_diagnostics(client, instance, bucket, tokens):
     """Even a score record carrying the verdict's private fields is shown without them."""
     verdict = {"status": "finished", "reason": "698 of 290000 reports differ", **PRIVATE}
-    bucket.put_bytes("assets/raw_telemetry/alice-1.json", orjson.dumps(verdict))
+    bucket.put_bytes("assets/verdict/alice-1.json", orjson.dumps(verdict))
     with client.websocket_connect("/ws") as ws:
         ws.receive_json()
         metadata = {"partition": "alice-1", "contestant": "alice", "status": "finished", "final": 71.5,

@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.submission import submissions
+from quantcraft_dagster import settings
 from quantcraft_dagster.lifecycle import JOB_NAME
 from resources import BucketResource
 from sensors import build_submission_sensor
@@ -34,5 +35,5 @@ def judge_submission() -> None:
 defs = dg.Definitions(
     jobs=[judge_submission],
     sensors=[build_submission_sensor(judge_submission)],
-    resources={"bucket": BucketResource.from_env()},
+    resources={"bucket": BucketResource.from_settings(settings.current())},
 )

@@ -9,8 +9,8 @@ import dagster as dg
 import orjson
 import pytest
 
+from quantcraft_dagster.core.keys import intake as intake_key
 from quantcraft_dagster.definitions import defs
-from quantcraft_dagster.lifecycle import intake_key
 from resources import BucketResource
 
 

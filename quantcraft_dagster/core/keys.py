@@ -1,0 +1,54 @@
+"""Every key layout of the bucket, spelled once. Both backends (folder, S3/MinIO) use these keys.
+
+Pure naming, no I/O, so it lives in ``core``: the intake rules here in core and every layer above
+(storage clients, Dagster IO managers and assets, the leaderboard, the CLI) share one spelling.
+
+| prefix | what | who writes | who reads |
+|---|---|---|---|
+| ``submissions/<contestant>/<file>`` | uploads | contestants (API, CLI, S3) | sensor, judging |
+| ``intake/<partition>.json`` | the upload's manifest for its judging | sensor | ``submission_binary`` |
+| ``binaries/<partition>`` | the validated binary, pinned | ``submission_binary`` | judging |
+| ``assets/<asset>/<partition>.<ext>`` | asset values (JSON, Parquet) | IO managers | assets, leaderboard |
+| ``official/<asset>/<phase>.jsonl`` | official traces and answers | trace IO manager | judging only |
+| ``contestants/<name>.json`` | token digests | ``quantcraft contestants add`` | leaderboard |
+
+The leaderboard never serves ``official/`` (organiser-held seeds) nor ``contestants/``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+SUBMISSIONS = "submissions/"
+INTAKE = "intake/"
+BINARIES = "binaries/"
+ASSETS = "assets/"
+OFFICIAL = "official/"
+CONTESTANTS = "contestants/"
+UNPARTITIONED = "_"
+
+
+def submission(contestant: str, filename: str = "") -> str:
+    """An upload's key; with no file name, the contestant's prefix (for listing)."""
+    return f"{SUBMISSIONS}{contestant}/{filename}"
+
+
+def intake(partition: str) -> str:
+    return f"{INTAKE}{partition}.json"
+
+
+def binary(partition: str) -> str:
+    return f"{BINARIES}{partition}"
+
+
+def asset_value(asset: Sequence[str], partition: str | None, extension: str = "json") -> str:
+    """An asset's value as its IO manager stores it; ``asset`` is the asset key's path."""
+    return f"{ASSETS}{'/'.join(asset)}/{partition or UNPARTITIONED}.{extension}"
+
+
+def official(asset: Sequence[str], phase: str) -> str:
+    return f"{OFFICIAL}{'/'.join(asset)}/{phase}.jsonl"
+
+
+def contestant(name: str) -> str:
+    return f"{CONTESTANTS}{name}.json"

@@ -27,16 +27,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from quantcraft_dagster.core.trial import ValidityConfig  # noqa: E402
+
 HOSTS = (1, 10, 25, 50, 100)
 SLOTS_PER_HOST = (1, 4, 8)  # 4, 16 and 32 cores at 4 CPUs per slot
 
 
-def bare_rate(profile: str, count: int, max_send_lag_us: float) -> float:
+def bare_rate(profile: str, count: int, validity: ValidityConfig) -> float:
     """Judgings per hour of the judge alone on this slot."""
-    from quantcraft_dagster.core.trial import ValidityConfig
     from quantcraft_dagster.judge.judging import JudgeConfig, judge_binary
 
-    config = JudgeConfig(profile=profile, validity=ValidityConfig(max_send_lag_p99_us=max_send_lag_us))
+    config = JudgeConfig(profile=profile, validity=validity)
     engine = ROOT / "examples" / "engines" / "build" / "engine"
     start = time.monotonic()
     for _ in range(count):
@@ -45,7 +46,9 @@ def bare_rate(profile: str, count: int, max_send_lag_us: float) -> float:
     return 3600 * count / (time.monotonic() - start)
 
 
-def pipeline_rate(profile: str, count: int, max_lag_us: float, pg_redis: dict[str, str], s3: str) -> dict:
+def pipeline_rate(
+    profile: str, count: int, validity: ValidityConfig, pg_redis: dict[str, str], s3: str
+) -> dict:
     """Upload ``count`` engines to a fresh cluster (database, bucket, Dagster homes) and time them."""
     import dagster as dg
 
@@ -57,7 +60,8 @@ def pipeline_rate(profile: str, count: int, max_lag_us: float, pg_redis: dict[st
     servers.create_database(pg_redis, database)
     root = Path(tempfile.mkdtemp(prefix=f"qc-capacity-{profile}-"))
     env = cluster_env({**pg_redis, "DAGSTER_PG_DB": database}, s3, root, profile)
-    env["QUANTCRAFT_MAX_SEND_LAG_P99_US"] = str(max_lag_us)
+    env["QUANTCRAFT_MAX_SEND_LAG_P99_US"] = str(validity.max_send_lag_p99_us)
+    env["QUANTCRAFT_MAX_INTERFERENCE"] = str(validity.max_interference)
     cluster = Cluster(root, env)
     for name, value in env.items():
         if name.startswith("DAGSTER_PG_"):
@@ -94,14 +98,20 @@ def main() -> None:
     parser.add_argument(
         "--max-send-lag-us", type=float, default=100.0, help="trial validity bound (production: 100)"
     )
+    parser.add_argument(
+        "--max-interference", type=float, default=0.005, help="trial validity bound (production: 0.005)"
+    )
     args = parser.parse_args()
+    validity = ValidityConfig(
+        max_send_lag_p99_us=args.max_send_lag_us, max_interference=args.max_interference
+    )
     from tests import servers
 
     results = {}
     with servers.postgres() as pg, servers.redis() as redis, servers.moto_s3() as s3:
         for profile in args.profiles:
-            bare = bare_rate(profile, args.count, args.max_send_lag_us)
-            piped = pipeline_rate(profile, args.count, args.max_send_lag_us, {**pg, **redis}, s3)
+            bare = bare_rate(profile, args.count, validity)
+            piped = pipeline_rate(profile, args.count, validity, {**pg, **redis}, s3)
             results[profile] = (bare, piped)
     print(f"\n{'profile':9} {'judge alone':>12} {'pipeline':>10} {'ratio':>6} {'upload→1st score':>17}")
     for profile, (bare, piped) in results.items():

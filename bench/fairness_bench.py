@@ -66,7 +66,8 @@ def main() -> None:
         )
         for i, t in enumerate(v.trials["C"]):
             print(
-                f"     trial {i + 1}: send lag p99 {t.send_lag_p99_us:8.1f} µs, corrected {t.p99_us:8.1f} µs"
+                f"     trial {i + 1}: send lag p99 {t.send_lag_p99_us:8.1f} µs, corrected {t.p99_us:8.1f} µs,"
+                f" interference {t.interference:.2%}"
             )
         print(f"   discarded trials: {v.invalid_trials or 'none'}")
         print(

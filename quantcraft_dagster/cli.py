@@ -72,7 +72,7 @@ def _spread(values: list[float | None]) -> dict[str, float | None]:
 def _cmd_judge(args: argparse.Namespace) -> int:
     from .judge.judging import JudgeConfig, judge_binary
 
-    config = JudgeConfig(profile=args.profile, port=args.port)
+    config = JudgeConfig(profile=args.profile, port=args.port, validity=settings.current().validity())
     sandbox = None  # judge_binary's default: bubblewrap
     if args.sandbox == "docker":
         from .judge.docker_sandbox import DockerSandbox

@@ -85,6 +85,7 @@ defs = dg.Definitions(
         "judging": JudgingResource(
             profile=configured.profile,
             max_send_lag_p99_us=configured.max_send_lag_p99_us,
+            max_interference=configured.max_interference,
         ),
         "duckdb": DuckDBResource(),
         "scoring": ScoringResource(),

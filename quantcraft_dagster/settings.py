@@ -121,6 +121,15 @@ class Settings:
             float,
         ),
     ]
+    max_interference: Annotated[
+        float,
+        Setting(
+            "QUANTCRAFT_MAX_INTERFERENCE",
+            _VALIDITY.max_interference,
+            "Trial validity bound on the share of a replay other work kept the engine off its CPUs",
+            float,
+        ),
+    ]
     sandbox: Annotated[
         str, Setting("QUANTCRAFT_SANDBOX", "bubblewrap", "Sandbox backend: `bubblewrap` or `docker`")
     ]
@@ -254,6 +263,12 @@ class Settings:
 
     def upload_limits(self) -> UploadLimits:
         return UploadLimits(self.uploads_per_window, self.upload_window_s, self.max_pending_uploads)
+
+    def validity(self) -> ValidityConfig:
+        """The trial validity bounds, with the rest of ``ValidityConfig`` at its defaults."""
+        return ValidityConfig(
+            max_send_lag_p99_us=self.max_send_lag_p99_us, max_interference=self.max_interference
+        )
 
     def organisers_secret(self) -> str:
         """``official_secret``, else one made once in the state folder (mode 0600), so the embedded

@@ -145,8 +145,9 @@ class JudgingResource(dg.ConfigurableResource):
     report_timeout_s: float = 5.0
     health_timeout_s: float = 30.0
     phase_time_limit_s: float = 120.0
-    # core.trial.ValidityConfig's bound: raise it only on a host known to be noisy (tests on a VM)
+    # core.trial.ValidityConfig's bounds: raise them only on a host known to be noisy (tests on a VM)
     max_send_lag_p99_us: float = ValidityConfig().max_send_lag_p99_us
+    max_interference: float = ValidityConfig().max_interference
 
     def config(self, sandbox: SandboxResource, scoring: ScoringResource) -> JudgeConfig:
         engine, loadgen = sandbox.cpus()
@@ -161,7 +162,9 @@ class JudgingResource(dg.ConfigurableResource):
             health_timeout_s=self.health_timeout_s,
             phase_time_limit_s=self.phase_time_limit_s,
             scoring=scoring.config(),
-            validity=ValidityConfig(max_send_lag_p99_us=self.max_send_lag_p99_us),
+            validity=ValidityConfig(
+                max_send_lag_p99_us=self.max_send_lag_p99_us, max_interference=self.max_interference
+            ),
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,10 +14,12 @@ from quantcraft_dagster.core.protocol import encode_order, encode_report
 from quantcraft_dagster.core.trace import generate, get_spec
 
 CLI = [sys.executable, "-m", "quantcraft_dagster.cli"]
+# This VM's noise bursts reach milliseconds: the tests assert the command, not the host.
+NOISY_HOST = {"QUANTCRAFT_MAX_SEND_LAG_P99_US": "20000", "QUANTCRAFT_MAX_INTERFERENCE": "0.05"}
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, check=True)
+    return subprocess.run([*CLI, *args], capture_output=True, check=True, env={**os.environ, **NOISY_HOST})
 
 
 def test_trace_is_the_wire_frames_and_stable(tmp_path):

@@ -53,6 +53,8 @@ class PhaseMetrics:
     cpu_us_per_order: float | None = None  # engine CPU time (its cgroup) per order
     client_busy: float | None = None  # load generator CPU time / wall time of the replay
     client_limited: bool = False
+    # Time other work kept the engine off its CPUs, over the replay's wall time (the host's share)
+    interference: float | None = None
 
     def to_obj(self) -> dict[str, Any]:
         """JSON shape; unbounded percentiles become ``None`` (JSON has no infinity)."""
@@ -63,6 +65,8 @@ class PhaseMetrics:
         for key in ("orders_per_s", "send_rate", "cpu_us_per_order", "client_busy"):
             if obj[key] is not None:
                 obj[key] = round(obj[key], 3)
+        if obj["interference"] is not None:
+            obj["interference"] = round(obj["interference"], 5)
         return obj
 
 
@@ -83,6 +87,7 @@ def phase_metrics(
     exact: np.ndarray,
     cpu_ns: int | None = None,
     client_busy: float | None = None,
+    interference: float | None = None,
 ) -> PhaseMetrics:
     """Figures for one run of a phase; closed-loop phases have ``intended_ns == sent_ns``."""
     n = len(intended_ns)
@@ -123,6 +128,7 @@ def phase_metrics(
         send_rate=send_rate,
         cpu_us_per_order=cpu_ns / 1_000 / n if cpu_ns is not None else None,
         client_busy=client_busy,
+        interference=interference,
     )
 
 

@@ -60,6 +60,9 @@ class Verdict:
     stderr_tail: str = ""
     trace_versions: dict[str, str] = field(default_factory=dict)
     calibration: dict[str, Any] | None = None
+    # Set when the engine's own kernel work kept it off its CPUs and a control trial of the
+    # reference engine ran clean (its interference share): those trials counted.
+    control_interference: float | None = None
 
     def to_obj(self, private: bool = True) -> dict[str, Any]:
         """The verdict as JSON (``quantcraft judge --json`` and the judging asset)."""
@@ -77,6 +80,7 @@ class Verdict:
             "binary": self.binary,
             "trace_versions": self.trace_versions,
             "calibration": self.calibration,
+            "control_interference": self.control_interference,
         }
         if private:
             obj.update(

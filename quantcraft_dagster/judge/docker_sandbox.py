@@ -32,6 +32,7 @@ from docker.errors import APIError, DockerException, NotFound
 from docker.types import LogConfig, Mount, Ulimit
 
 from .cpus import placed
+from .interference import descendants
 from .judging import InfrastructureError, JudgeConfig
 from .sandbox import EngineExit, SandboxLimits, StderrTail
 
@@ -218,6 +219,12 @@ class DockerEngine:
 
     def exit_code(self) -> int | None:
         return self._code if self._exited.is_set() else None
+
+    def cpu_ns(self) -> int:
+        return _usage(self.container)[0]
+
+    def pids(self) -> set[int]:
+        return descendants(self.pid)
 
     def stop(self) -> EngineExit:
         """SIGTERM, SIGKILL after the grace period; then the container and its volume are removed."""

@@ -29,8 +29,9 @@ from ..core.bundle import PhaseBundle, answer_lines, assemble, trace_lines
 from ..core.bundle import version as content_version
 from ..core.metrics import phase_metrics
 from ..core.scoring import ScoringConfig
-from ..core.trial import ValidityConfig, client_limited, invalid_reason
+from ..core.trial import ValidityConfig, client_limited, interfered, invalid_reason
 from ..core.verdict import PhaseOutcome, Verdict, decide, rejected
+from . import interference
 from .cgroups import PlatformGroup
 from .cpus import placed, split_cpus
 from .loadgen import LoadPlan, LoadResult
@@ -63,6 +64,10 @@ class JudgeConfig:
     report_timeout_s: float = 5.0
     health_timeout_s: float = 30.0
     phase_time_limit_s: float = 120.0  # bounds a crawling engine; a good one needs a few seconds
+    # The reference engine of control trials (``_Judging.control_runs_clean``); None: no control.
+    control_engine: Path | None = field(
+        default_factory=lambda: settings.current().calibration_engines / "engine"
+    )
 
     def sandbox_limits(self) -> SandboxLimits:
         return SandboxLimits(memory_bytes=self.memory_bytes, pids=self.pids, cpus=self.engine_cpus)
@@ -230,6 +235,7 @@ class _Judging:
         self.book_problems: list[str] | None = None
         self.stderr_tail = ""
         self.skip: str | None = None
+        self.own_interference: float | None = None  # the clean control's figure, once there is one
 
     def run(self) -> JudgeResult:
         self.run_once("A", 0)
@@ -246,7 +252,23 @@ class _Judging:
             self.config.profile, self.counted, self.book_problems, self.config.scoring, self.invalid
         )
         verdict.stderr_tail = self.stderr_tail
+        verdict.control_interference = self.own_interference
         return JudgeResult(verdict, self.telemetry)
+
+    def control_runs_clean(self, bundle: PhaseBundle) -> bool:
+        """Run the judge's reference engine on the same phase, now: when nothing keeps it off its
+        CPUs, the host is quiet and what kept the contestant's engine off them, trial after trial,
+        is the engine's own doing (kernel work it causes: a fork bomb's process churn measured
+        5–6 % of its replays). Its trials then count; the verdict records the control."""
+        control = self.config.control_engine
+        if control is None or not control.exists():
+            return False
+        result, engine_exit = run_phase(self.sandbox, control, bundle, self.config, None, timed=True)
+        m = phase_outcome(bundle.spec.phase, bundle, result, engine_exit, self.config.validity).metrics
+        if m.interference is None or interfered(m, self.config.validity):
+            return False
+        self.own_interference = m.interference
+        return True
 
     def run_once(self, phase: str, trial: int) -> bool:
         """One run of ``phase``; False when the judge discarded it (it is run again)."""
@@ -254,26 +276,32 @@ class _Judging:
         if self.skip is not None:
             result, engine_exit = LoadResult(False, 0.0, self.skip), None
         else:
-            timed = phase != "A"  # phase A's latency is not scored
-            group = PlatformGroup() if timed and self.config.quiet_platform else None
             result, engine_exit = run_phase(
-                self.sandbox, self.binary, bundle, self.config, self.progress, group
-            )
+                self.sandbox, self.binary, bundle, self.config, self.progress,
+                timed=phase != "A",  # phase A's latency is not scored
+            )  # fmt: skip
         outcome = phase_outcome(phase, bundle, result, engine_exit, self.config.validity, trial)
         engine_at_fault = outcome.problem or outcome.protocol_error_count
+        validity = self.config.validity
         why = (
             None
             if engine_at_fault
-            else invalid_reason(outcome.metrics, bundle.spec.rate, self.config.validity)
+            else invalid_reason(
+                outcome.metrics, bundle.spec.rate, validity, self.own_interference is not None
+            )
         )
         if why is not None:
             reasons = self.invalid.setdefault(phase, [])
             reasons.append(why)
-            if sum(map(len, self.invalid.values())) > self.config.validity.max_reruns:
+            if sum(map(len, self.invalid.values())) <= validity.max_reruns:
+                return False
+            if not (interfered(outcome.metrics, validity) and self.control_runs_clean(bundle)):
                 raise InfrastructureError(
                     f"no valid trial of phase {phase} after re-runs: {'; '.join(reasons)}"
                 )
-            return False
+            reasons.pop()  # this one counts: what kept the engine off its CPUs was its own doing
+            if (why := invalid_reason(outcome.metrics, bundle.spec.rate, validity, True)) is not None:
+                raise InfrastructureError(f"no valid trial of phase {phase} after re-runs: {why}")
         self.telemetry.add(phase, trial, bundle, result, outcome.check)
         self.counted.append(outcome)
         if engine_exit is not None and (outcome.problem or not self.stderr_tail):
@@ -309,6 +337,9 @@ def phase_outcome(
         checked.exact,
         cpu_ns=engine_exit.cpu_ns if engine_exit is not None and result.healthy else None,
         client_busy=result.cpu_s / result.wall_s if result.wall_s > 0 else None,
+        interference=result.interference_ns / (result.wall_s * 1e9)
+        if result.interference_ns is not None and result.wall_s > 0
+        else None,
     )
     metrics.client_limited = bundle.spec.window > 1 and client_limited(metrics, validity)
     return PhaseOutcome(
@@ -346,10 +377,11 @@ def run_phase(
     bundle: PhaseBundle,
     config: JudgeConfig,
     progress: Progress | None,
-    quiet: PlatformGroup | None = None,
+    timed: bool = False,
 ) -> tuple[LoadResult, EngineExit]:
-    """One run of a phase on a fresh engine; ``quiet``: the platform group frozen while it runs
-    (after the progress announcement, so the caller's bookkeeping is done before anything freezes)."""
+    """One run of a phase on a fresh engine. ``timed``: on a quiet host (``judge.quiet``, entered
+    after the progress announcement, so the caller's bookkeeping is done before anything freezes),
+    with the host's interference with the engine measured over the replay (``judge.interference``)."""
     spec = bundle.spec
     plan = LoadPlan(
         phase=spec.phase,
@@ -374,10 +406,18 @@ def run_phase(
             # Announced here, before anything is timed: a caller's bookkeeping (the Dagster asset
             # logs a lifecycle event) then never shares the load generator's CPU during a replay.
             progress(spec.phase, 0, len(plan.payloads), "starting a fresh engine")
-        with quiet_platform(quiet, config.quiet_max_s):
+        group = PlatformGroup() if timed and config.quiet_platform else None
+        interfered = None
+        with quiet_platform(group, config.quiet_max_s):
             engine = sandbox.start(binary, config.port)
+            meter = interference.Meter(config.engine_cpus, engine)
             try:
-                _drive_loadgen(engine, plan, plan_path, result_path, config, progress)
+                _drive_loadgen(
+                    engine, plan, plan_path, result_path, config, progress, meter.mark if timed else None
+                )
+                if timed and engine.exit_code() is None:  # the replay's end
+                    meter.mark()
+                    interfered = meter.ns()
             finally:
                 engine_exit = engine.stop()
         if not result_path.exists():
@@ -385,7 +425,9 @@ def run_phase(
                 False, 0.0, f"engine {engine_exit.describe()} before becoming healthy"
             ), engine_exit
         with open(result_path, "rb") as fh:
-            return pickle.load(fh), engine_exit
+            result = pickle.load(fh)
+        result.interference_ns = interfered
+        return result, engine_exit
 
 
 def _drive_loadgen(
@@ -395,8 +437,10 @@ def _drive_loadgen(
     result_path: Path,
     config: JudgeConfig,
     progress: Progress | None,
+    on_healthy: Callable[[], None] | None = None,
 ) -> None:
-    """Run the load generator in the engine's network namespace; stop it if the engine dies first."""
+    """Run the load generator in the engine's network namespace; stop it if the engine dies first.
+    ``on_healthy`` is called when the engine answered its health check: the replay starts."""
     cmd = [
         "nsenter", f"--net={engine.netns_path}", "--",
         sys.executable, "-m", "quantcraft_dagster.judge.loadgen", str(plan_path), str(result_path),
@@ -405,7 +449,9 @@ def _drive_loadgen(
     state = {"healthy": False}
     with tempfile.TemporaryFile() as errors:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True)
-        reader = threading.Thread(target=_read_progress, args=(proc, plan.phase, total, state, progress))
+        reader = threading.Thread(
+            target=_read_progress, args=(proc, plan.phase, total, state, progress, on_healthy)
+        )
         reader.start()
         # The load generator enforces the phase limit itself; this only catches a stuck harness.
         deadline = time.monotonic() + config.health_timeout_s + config.phase_time_limit_s + 60
@@ -430,13 +476,20 @@ def _drive_loadgen(
 
 
 def _read_progress(
-    proc: subprocess.Popen, phase: str, total: int, state: dict, progress: Progress | None
+    proc: subprocess.Popen,
+    phase: str,
+    total: int,
+    state: dict,
+    progress: Progress | None,
+    on_healthy: Callable[[], None] | None,
 ) -> None:
     assert proc.stdout is not None
     for line in proc.stdout:
         parts = line.split()
         if parts and parts[0] == "healthy":
             state["healthy"] = True
+            if on_healthy:
+                on_healthy()
             if progress:
                 progress(phase, 0, total, f"engine healthy after {parts[1]} s")
         elif len(parts) == 4 and parts[0] == "progress" and progress:

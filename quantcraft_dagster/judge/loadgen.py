@@ -73,6 +73,9 @@ class LoadResult:
     # client, not the engine, set the pace (phase B's "client-limited").
     cpu_s: float = 0.0
     wall_s: float = 0.0
+    # Filled in by the judge, which can see the engine's CPUs: time the engine waited for them
+    # while other work held them during the replay (``judge.interference``); None: not measured.
+    interference_ns: int | None = None
 
 
 class _Phase:

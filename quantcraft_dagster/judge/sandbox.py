@@ -83,6 +83,14 @@ class RunningEngine(Protocol):
 
     def exit_code(self) -> int | None: ...
 
+    def cpu_ns(self) -> int:
+        """CPU time of the engine's processes so far (its cgroup)."""
+        ...
+
+    def pids(self) -> set[int]:
+        """The engine's processes (host pids)."""
+        ...
+
     def stop(self) -> EngineExit: ...
 
 
@@ -213,6 +221,12 @@ class BubblewrapEngine:
     def exit_code(self) -> int | None:
         return self.proc.poll()
 
+    def cpu_ns(self) -> int:
+        return self.cgroup.cpu_ns()
+
+    def pids(self) -> set[int]:
+        return self.cgroup.pids()
+
     def stop(self) -> EngineExit:
         """SIGTERM the engine, SIGKILL after the grace period, then empty and remove the cgroup."""
         died_early = self.proc.poll() is not None
@@ -230,7 +244,7 @@ class BubblewrapEngine:
         leftovers = sorted(self.cgroup.pids()) if not emptied else []
         oom = self.cgroup.oom_killed()
         peak = self.cgroup.memory_peak()
-        cpu_ns = self.cgroup.cpu_ns()
+        cpu_ns = self.cpu_ns()
         self.cgroup.remove()
         shutil.rmtree(self.workdir, ignore_errors=True)
         self.stopped = True

@@ -16,7 +16,9 @@ from quantcraft_dagster.core.calibration import CalibrationBand, out_of_band
 from quantcraft_dagster.judge.cpus import split_cpus
 from resources import JudgingResource, SandboxResource, ScoringResource
 
-RESOURCES = {"sandbox": SandboxResource(), "judging": JudgingResource(), "scoring": ScoringResource()}
+# Trial validity relaxed as for every judging test on this VM; the band is what the check judges.
+NOISY_HOST = JudgingResource(max_send_lag_p99_us=20_000.0, max_interference=0.05)
+RESOURCES = {"sandbox": SandboxResource(), "judging": NOISY_HOST, "scoring": ScoringResource()}
 
 
 def calibrate() -> tuple[dict, dg.AssetCheckEvaluation]:

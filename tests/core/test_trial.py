@@ -35,6 +35,14 @@ def test_open_loop_trial_is_invalid_when_the_judge_sent_late_or_off_rate():
     assert invalid_reason(run(lag_us=10_000.0), None, CFG) is None
 
 
+def test_any_timed_trial_is_invalid_when_the_host_kept_the_engine_off_its_cpus():
+    held = replace(run(), interference=CFG.max_interference * 2)
+    for target in (20_000.0, None):  # open loop (phase C) and closed loop (phase B) alike
+        assert "kept the engine off its CPUs" in invalid_reason(held, target, CFG)
+    assert invalid_reason(replace(run(), interference=CFG.max_interference / 2), None, CFG) is None
+    assert invalid_reason(replace(run(), interference=None), None, CFG) is None  # not measured (phase A)
+
+
 def test_client_limited_when_the_load_generator_was_busy_all_along():
     assert client_limited(replace(run(), client_busy=0.99), CFG)
     assert not client_limited(replace(run(), client_busy=0.3), CFG)

@@ -14,7 +14,7 @@ from quantcraft_dagster.judge.sandbox import NOBODY
 # Short timeouts keep hostile tests fast; the rules are the same as the defaults. The send-lag bound
 # is raised because this VM's noise bursts reach milliseconds: these tests assert the engines'
 # verdicts, not the host (tests/judge/test_trials.py asserts the bound itself).
-NOISY_HOST = ValidityConfig(max_send_lag_p99_us=20_000.0)
+NOISY_HOST = ValidityConfig(max_send_lag_p99_us=20_000.0, max_interference=0.05)
 FAST = JudgeConfig(
     profile="quick", health_timeout_s=3.0, report_timeout_s=2.0, phase_time_limit_s=10.0, validity=NOISY_HOST
 )

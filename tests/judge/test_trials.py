@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +17,7 @@ from quantcraft_dagster.core.trial import ValidityConfig
 from quantcraft_dagster.judge.judging import InfrastructureError, JudgeConfig, judge_binary
 
 from .helpers import NOISY_HOST, assert_nothing_left
+from .test_interference import SPIN
 
 QUICK = JudgeConfig(profile="quick", validity=NOISY_HOST)
 
@@ -61,8 +64,73 @@ def test_a_stalled_load_generator_makes_the_trial_invalid_and_it_is_run_again(en
     assert_nothing_left()
 
 
+class Hog:
+    """Work that takes the engine's CPU during phase C replays, as the host's kernel threads and
+    agents do (they run at raised priority: a nice-0 hog only fills the gaps of a busy-polling
+    engine). Started (and through its Python start-up) with the engine, released the moment the
+    replay starts, spinning at nice -20 for 0.1 s of a 0.5 s replay, so it is over before the
+    judge does anything else (a control trial, say)."""
+
+    GATED = "import os, sys\nsys.stdin.readline()\nos.setpriority(os.PRIO_PROCESS, 0, -20)\n" + SPIN
+
+    def __init__(self, times: int) -> None:
+        self.left, self.procs = times, []
+
+    def __call__(self, phase: str, done: int, total: int, note: str) -> None:
+        if phase != "C" or not self.left:
+            return
+        if note.startswith("starting"):
+            cmd = [sys.executable, "-c", self.GATED, str(QUICK.engine_cpus[0]), "0.1"]
+            self.procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE))
+        elif note.startswith("engine healthy"):
+            self.procs[-1].stdin.write(b"go\n")
+            self.procs[-1].stdin.close()
+            self.left -= 1
+
+    def wait(self) -> None:
+        for proc in self.procs:
+            if proc.stdin and not proc.stdin.closed:
+                proc.stdin.close()
+            proc.wait()
+
+
+def test_work_on_the_engines_cpu_makes_the_trial_invalid_and_it_is_run_again(engines):
+    hog = Hog(times=1)
+    v = judge_binary(engines / "engine", QUICK, progress=hog).verdict
+    hog.wait()
+    assert v.status == "finished", v.reason
+    reasons = v.invalid_trials["C"]
+    assert reasons and "kept the engine off its CPUs" in reasons[0], reasons
+    counted = v.trials["C"]
+    assert len(counted) == 3 and all(t.interference <= QUICK.validity.max_interference for t in counted)
+    assert all(t.interference is not None for t in v.trials["B"]) and v.phases["A"].interference is None
+    assert_nothing_left()
+
+
+def test_an_engine_that_interferes_with_itself_is_measured_once_a_control_trial_runs_clean(engines):
+    """Stands for an engine whose own kernel work keeps it off its CPUs on every trial (a fork
+    bomb's churn): here a hog beside every phase C replay of the contestant's engine, none beside
+    the judge's control trial of its reference engine."""
+    cfg = replace(QUICK, trials=1, validity=replace(NOISY_HOST, max_reruns=1))
+    hog = Hog(times=2)
+    v = judge_binary(engines / "engine", cfg, progress=hog).verdict
+    hog.wait()
+    assert v.status == "finished", v.reason
+    assert v.control_interference is not None and v.control_interference <= cfg.validity.max_interference
+    assert v.to_obj()["control_interference"] == v.control_interference
+    assert len(v.invalid_trials["C"]) == 1 and v.trials["C"][0].interference > cfg.validity.max_interference
+
+    hog = Hog(times=2)
+    with pytest.raises(InfrastructureError, match="kept the engine off its CPUs"):  # no control: no verdict
+        judge_binary(engines / "engine", replace(cfg, control_engine=None), progress=hog)
+    hog.wait()
+    assert_nothing_left()
+
+
 def test_a_judge_that_never_keeps_up_fails_as_infrastructure_not_as_a_score(engines):
-    never = replace(QUICK, validity=ValidityConfig(max_send_lag_p99_us=0.0, max_reruns=1))
+    never = replace(
+        QUICK, validity=ValidityConfig(max_send_lag_p99_us=0.0, max_interference=1.0, max_reruns=1)
+    )
     with pytest.raises(InfrastructureError, match="no valid trial of phase C"):
         judge_binary(engines / "engine", never)
     assert_nothing_left()

@@ -1,0 +1,106 @@
+"""Interference: the judge's evidence that a trial measured the engine alone.
+
+The send-lag guard catches a load generator that was held up; nothing on the load generator's
+side sees the engine's CPU taken away. Yet on this 2-core VM the correct engine's phase C p99
+moved between 21 µs and 3.8 ms from one trial to the next, while the judge sent on time
+(send-lag p99 ≤ 1 µs): kernel threads, the VM's agent and other tenants' work ran on the engine's
+CPU for 3–31 ms per 0.7 s trial, and a single stall of a few ms is 1 % of a phase C trial's orders.
+
+So the judge measures two things over the replay and keeps the smaller:
+
+- foreign time: the busy time of the engine's CPUs minus the engine's own CPU time (its cgroup),
+  i.e. time something else held them. The engine cannot inflate it: its threads count in its
+  cgroup. Busy time comes from cpuidle's per-state residency (µs, every idle state including
+  polling, on bare metal and KVM guests alike): busy = elapsed − idle. A host without cpuidle
+  falls back to ``/proc/stat`` (10 ms ticks: coarse, but honest);
+- run delay: the time the engine's threads waited, runnable, for a CPU (``/proc/<tid>/schedstat``,
+  CONFIG_SCHED_INFO). Foreign work while the engine sleeps costs it nothing, and an engine with
+  more busy threads than CPUs delays itself: only what both see is the host's doing.
+
+A trial with more than a small bound of it is invalid and re-run (``core.trial``), like a late send.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .sandbox import RunningEngine
+
+CPU_ROOT = Path("/sys/devices/system/cpu")
+_TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
+def _idle_ns(cpu: int) -> int | None:
+    states = sorted((CPU_ROOT / f"cpu{cpu}" / "cpuidle").glob("state*/time"))
+    if not states:
+        return None
+    return sum(int(p.read_text()) for p in states) * 1_000
+
+
+def _stat_busy_ns(cpus: tuple[int, ...]) -> int:
+    """Busy ticks of ``cpus`` from /proc/stat (every field but idle and iowait)."""
+    busy = 0
+    wanted = {f"cpu{c}" for c in cpus}
+    with open("/proc/stat") as fh:
+        for line in fh:
+            name, *fields = line.split()
+            if name in wanted:
+                ticks = [int(f) for f in fields]
+                busy += sum(ticks) - ticks[3] - ticks[4]
+    return busy * _TICK_NS
+
+
+def busy_ns(cpus: tuple[int, ...]) -> int:
+    """Busy time of ``cpus`` up to now (only differences mean anything): elapsed minus idle where
+    cpuidle reports it, else /proc/stat."""
+    now = time.monotonic_ns()
+    idle = [_idle_ns(c) for c in cpus]
+    if any(i is None for i in idle):
+        return _stat_busy_ns(cpus)
+    return now * len(cpus) - sum(idle)
+
+
+def run_delay_ns(pids: Iterable[int]) -> int:
+    """Time every thread of ``pids`` spent runnable but waiting for a CPU, so far."""
+    total = 0
+    for pid in pids:
+        for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                total += int(stat.read_text().split()[1])
+    return total
+
+
+def descendants(pid: int) -> set[int]:
+    """``pid`` and every process below it (``/proc/<pid>/task/<tid>/children``)."""
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        found.add(current)
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError, ValueError):
+                todo.extend(int(c) for c in children.read_text().split() if int(c) not in found)
+    return found
+
+
+class Meter:
+    """Interference with one engine: ``mark()`` at the replay's start and end, then ``ns()``."""
+
+    def __init__(self, cpus: tuple[int, ...], engine: RunningEngine) -> None:
+        self.cpus, self.engine = cpus, engine
+        self.marks: list[tuple[int, int, int]] = []
+
+    def mark(self) -> None:
+        self.marks.append((busy_ns(self.cpus), self.engine.cpu_ns(), run_delay_ns(self.engine.pids())))
+
+    def ns(self) -> int | None:
+        """min(foreign time, run delay) between the first and last marks; None without two."""
+        if len(self.marks) < 2:
+            return None
+        (busy0, cpu0, delay0), (busy1, cpu1, delay1) = self.marks[0], self.marks[-1]
+        return max(0, min(busy1 - busy0 - (cpu1 - cpu0), delay1 - delay0))

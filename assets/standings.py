@@ -7,6 +7,8 @@ from quantcraft_dagster import lifecycle
 from quantcraft_dagster.core.standings import rank
 from resources import BucketResource, ScoringResource
 
+STANDINGS_KEY = "standings.json"
+
 
 @dg.asset(group_name="standings", deps=[lifecycle.SCORE_ASSET], kinds={"json"})
 def standings(
@@ -19,7 +21,7 @@ def standings(
         {"rank": s.rank, "tied": s.tied, "contestant": s.contestant, "submissions": s.submissions, **s.best}
         for s in table
     ]
-    bucket.client().put_bytes("standings.json", orjson.dumps(rows))
+    bucket.client().put_bytes(STANDINGS_KEY, orjson.dumps(rows))
     top = "\n".join(
         f"| {'=' if r['tied'] else ''}{r['rank']} | {r['contestant']} | {r['final']:.2f} | {r['partition']} |"
         for r in rows[:10]

@@ -12,6 +12,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from assets.traces import OFFICIAL_TRACES, official_bundles
 from quantcraft_dagster.core import keys, trace
 from quantcraft_dagster.core.binary import Rejected, check_size, validate
 from quantcraft_dagster.core.metrics import phase_metrics
@@ -21,7 +22,6 @@ from quantcraft_dagster.judge.judging import (
     TELEMETRY_COLUMNS,
     InfrastructureError,
     judge_binary,
-    official_bundle,
 )
 from quantcraft_dagster.lifecycle import LIFECYCLE_ASSET
 from resources import (
@@ -139,10 +139,7 @@ assert tuple(TELEMETRY_SCHEMA.names) == TELEMETRY_COLUMNS
     group_name="judging",
     pool="judging",
     check_specs=[TELEMETRY_COMPLETE],
-    ins={
-        "order_trace": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
-        "expected_reports": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
-    },
+    ins=OFFICIAL_TRACES,
 )
 def judging(
     context: dg.AssetExecutionContext,
@@ -177,13 +174,7 @@ def judging(
         with tempfile.TemporaryDirectory(prefix="qc-judge-") as tmp:
             path = Path(tmp, "engine")
             bucket.client().download(submission_binary["binary_key"], path)
-            try:
-                bundles = {
-                    p: official_bundle(contest.spec(config.profile, p), lines, expected_reports[p])
-                    for p, lines in order_trace.items()
-                }
-            except ValueError as exc:
-                raise dg.Failure(f"official traces unusable: {exc}") from exc
+            bundles = official_bundles(contest, config.profile, order_trace, expected_reports)
             try:
                 with sandbox.slot(config) as placed:
                     context.log.info(

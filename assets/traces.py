@@ -11,7 +11,8 @@ import dagster as dg
 import orjson
 
 from quantcraft_dagster.core import trace
-from quantcraft_dagster.core.bundle import answer_lines, trace_lines, version
+from quantcraft_dagster.core.bundle import PhaseBundle, answer_lines, trace_lines, version
+from quantcraft_dagster.judge.judging import official_bundle
 from resources import ContestResource, JudgingResource
 
 TRACE_PARTITIONS = dg.StaticPartitionsDefinition(list(trace.PHASES))
@@ -56,3 +57,27 @@ def expected_reports(context: dg.AssetExecutionContext, order_trace: list[bytes]
             "statuses": dict(statuses),
         },
     )
+
+
+# What an official judging reads: every phase of both assets (a dict of phase → lines each).
+OFFICIAL_TRACES = {
+    "order_trace": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
+    "expected_reports": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
+}
+
+
+def official_bundles(
+    contest: ContestResource,
+    profile: str,
+    order_trace: dict[str, list[bytes]],
+    expected_reports: dict[str, list[bytes]],
+) -> dict[str, PhaseBundle]:
+    """The judge's traces and answers from the two assets' values; stored traces of another
+    profile's size fail the run: re-materialising them is the organiser's decision."""
+    try:
+        return {
+            p: official_bundle(contest.spec(profile, p), lines, expected_reports[p])
+            for p, lines in order_trace.items()
+        }
+    except ValueError as exc:
+        raise dg.Failure(f"official traces unusable: {exc}") from exc

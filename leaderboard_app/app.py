@@ -30,6 +30,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from quantcraft_dagster import settings
 from quantcraft_dagster.core import keys
 from quantcraft_dagster.core.binary import HEADER_BYTES, MAX_BINARY_BYTES, Rejected, check_header, check_size
+from quantcraft_dagster.core.finals import FINAL_STANDINGS_KEY
 from quantcraft_dagster.core.intake import FILENAME_RE, IntakeCursor, scan
 from quantcraft_dagster.core.limits import Refusal, check
 from quantcraft_dagster.lifecycle import METRICS_ASSET, PARTITIONS, VERDICT_ASSET, Load, judging_load
@@ -70,9 +71,16 @@ def _stored_json(bucket: Bucket, key: str) -> Any:
     return orjson.loads(bucket.get_bytes(key)) if bucket.head(key) else None
 
 
+async def _final_standings(request: Request) -> dict | None:
+    """The ``final_standings`` asset's value once the finals have run: the final table."""
+    return await run_in_threadpool(_stored_json, request.app.state.bucket, FINAL_STANDINGS_KEY)
+
+
 async def leaderboard_page(request: Request) -> Response:
     return templates.TemplateResponse(
-        request, "leaderboard.html", {"dagster_url": request.app.state.dagster_url}
+        request,
+        "leaderboard.html",
+        {"dagster_url": request.app.state.dagster_url, "finals": await _final_standings(request)},
     )
 
 
@@ -91,7 +99,8 @@ async def upload_page(request: Request) -> Response:
 
 async def api_leaderboard(request: Request) -> Response:
     board: Board = request.app.state.board
-    return _json({"leaderboard": board.leaderboard(), "recent": board.recent()})
+    finals = await _final_standings(request)
+    return _json({"leaderboard": board.leaderboard(), "recent": board.recent(), "finals": finals})
 
 
 async def api_submission(request: Request) -> Response:

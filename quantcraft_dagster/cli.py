@@ -267,6 +267,89 @@ def _cmd_up(args: argparse.Namespace) -> int:
         return 0
 
 
+def _stack_running(url: str) -> bool:
+    """Whether a Dagster webserver answers at ``url`` (``quantcraft up`` or the compose stack)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url}/server_info", timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _finals_on_stack(url: str, run_config: dict) -> bool:
+    """Queue the ``finals`` job on the running stack: its daemon launches it when the judging pool
+    is free, so the finals never share the judge's CPUs with a judging, and the run shows in the
+    Dagster UI like every other."""
+    from urllib.parse import urlsplit
+
+    from dagster import DagsterRunStatus
+    from dagster_graphql import DagsterGraphQLClient
+
+    from assets.finals import finals_job
+
+    where = urlsplit(url)
+    client = DagsterGraphQLClient(where.hostname, port_number=where.port, use_https=where.scheme == "https")
+    run_id = client.submit_job_execution(finals_job.name, run_config=run_config)
+    print(f"finals queued as run {run_id}: {url}/runs/{run_id}", file=sys.stderr)
+    done = (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+    while (status := client.get_run_status(run_id)) not in done:
+        time.sleep(5)
+    return status == DagsterRunStatus.SUCCESS
+
+
+def _finals_in_process(run_config: dict) -> bool:
+    """No stack running: the job in this process, against the embedded instance in the state
+    folder (prepared as ``quantcraft up`` prepares it: official traces, a fresh calibration)."""
+    from dagster import DagsterInstance
+
+    from . import services
+
+    os.environ.update(services.prepare())  # the code location reads the services' environment
+    from assets.finals import finals_job
+
+    from .definitions import defs
+
+    with DagsterInstance.from_config(str(services.dagster_home())) as instance:
+        job = defs.resolve_job_def(finals_job.name)
+        return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False).success
+
+
+def _cmd_finals(args: argparse.Namespace) -> int:
+    from .core.finals import FINAL_STANDINGS_KEY
+
+    run_config = {"ops": {"final_standings": {"config": {"top": args.top, "repeat": args.repeat}}}}
+    url = args.dagster_url or settings.current().dagster_url
+    ok = _finals_on_stack(url, run_config) if _stack_running(url) else _finals_in_process(run_config)
+    if not ok:
+        print("the finals run failed; see its logs in the Dagster UI", file=sys.stderr)
+        return 1
+    value = orjson.loads(_bucket().get_bytes(FINAL_STANDINGS_KEY))
+    if args.json:
+        sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
+    else:
+        _print_finals(value)
+    return 0
+
+
+def _print_finals(value: dict) -> None:
+    print(
+        f"finals: top {value['top']} and ties, {value['repeat']} judgings each, round-robin"
+        f" ({value['profile']} profile, official traces, {value['policy']} ranking)"
+    )
+    print(f"{'rank':>5}  {'contestant':24} {'median':>7}  {'95 % interval':>15}  qualifying  finals")
+    for r in value["standings"]:
+        place = f"{'=' if r['tied'] else ''}{r['rank']}"
+        interval = f"{r['ci'][0]:.2f}–{r['ci'][1]:.2f}"
+        wrong = "" if r["fully_correct"] else "  (wrong reports)"
+        finals = ", ".join(f"{x:.2f}" for x in r["finals"])
+        print(
+            f"{place:>5}  {r['contestant']:24} {r['median']:7.2f}  {interval:>15}  {r['qualifying_rank']:>10}"
+            f"  {finals}{wrong}"
+        )
+
+
 def _cmd_contestants(args: argparse.Namespace) -> int:
     from leaderboard_app import contestants
 
@@ -375,6 +458,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loglevel", default="INFO", help="Celery's log level (default: INFO)")
     p.add_argument("celery_args", nargs=argparse.REMAINDER, help='after "--": arguments for celery worker')
     p.set_defaults(func=_cmd_worker)
+
+    p = sub.add_parser(
+        "finals",
+        help="re-judge the top of the standings several times each and publish the final table",
+        description="Re-judge the top N of the standings, plus everyone tied with them, R times each,"
+        " round-robin, on the official traces; rank by the median final score with a 95 % bootstrap"
+        " interval (= where the difference of two medians cannot be told from 0). Runs on the running"
+        " stack (queued like a judging) when its webserver answers, otherwise in this process against"
+        " the state folder's instance. The leaderboard shows the result as its final table.",
+    )
+    p.add_argument(
+        "--top", type=int, default=10, help="finalists: the first N of the standings and their ties"
+    )
+    p.add_argument("--repeat", type=int, default=5, help="judgings per finalist (R)")
+    p.add_argument("--dagster-url", help="the running stack's webserver (default: the settings')")
+    p.add_argument("--json", action="store_true", help="print the final_standings value as JSON")
+    p.set_defaults(func=_cmd_finals)
 
     p = sub.add_parser("status", help="every submission's stage and score, and the standings")
     p.add_argument("--json", action="store_true")

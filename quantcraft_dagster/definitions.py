@@ -16,6 +16,7 @@ from assets.calibration import (
     calibration_job,
     calibration_schedule,
 )
+from assets.finals import final_standings, finals_job
 from assets.standings import standings
 from assets.submission import correctness, judging, metrics, score, submission_binary, submissions
 from assets.traces import expected_reports, order_trace
@@ -63,12 +64,13 @@ defs = dg.Definitions(
         correctness,
         score,
         standings,
+        final_standings,
         calibration,
         dg.AssetSpec(LIFECYCLE_ASSET, description="Lifecycle of each submission (observations only)"),
         dg.AssetSpec(REJECTED_UPLOADS, description="Uploads whose key is not submissions/<id>/<file>"),
     ],
     asset_checks=[calibration_in_band],
-    jobs=[judge_job, standings_job, calibration_job],
+    jobs=[judge_job, standings_job, calibration_job, finals_job],
     schedules=[calibration_schedule],
     sensors=[
         build_submission_sensor(judge_job),

@@ -17,12 +17,16 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from . import keys
 from .scoring import RankingConfig
 from .standings import shared_ranks
 
 CONFIDENCE = 0.95
 RESAMPLES = 10_000
 SEED = 7  # fixed: the published table must be reproducible from its samples
+# Where the ``final_standings`` asset's value lives (its IO manager's layout): the leaderboard and
+# ``quantcraft finals`` read the final table there.
+FINAL_STANDINGS_KEY = keys.asset_value(("final_standings",), None)
 
 T = TypeVar("T")
 

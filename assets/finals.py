@@ -1,0 +1,127 @@
+"""Finals: the top of the standings re-judged on the official traces, ranked by the median final
+score with a bootstrap confidence interval (the statistics are ``core.finals``).
+
+The ``finals`` job runs on the organiser's request (``quantcraft finals`` or the Dagster UI):
+it refreshes the standings, then judges every finalist ``repeat`` times, round-robin, on one
+judging slot held throughout, so every finalist meets the same CPUs and the same drift of the host.
+"""
+
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import orjson
+
+from assets.standings import STANDINGS_KEY, standings
+from assets.traces import OFFICIAL_TRACES, official_bundles
+from quantcraft_dagster.core import keys
+from quantcraft_dagster.core.finals import CONFIDENCE, final_table, finalists, round_robin, run_record
+from quantcraft_dagster.judge.judging import InfrastructureError, judge_binary
+from resources import BucketResource, ContestResource, JudgingResource, SandboxResource, ScoringResource
+
+# A judging the judge itself failed is run again this often before the finals give up (never a
+# score: a finalist is not ranked on fewer judgings than the others).
+INFRASTRUCTURE_RETRIES = 2
+
+
+class FinalsConfig(dg.Config):
+    top: int = 10  # finalists: the first ``top`` of the standings and everyone tied with them
+    repeat: int = 5  # judgings per finalist
+
+
+@dg.asset(
+    group_name="standings",
+    pool="judging",
+    deps=[standings],
+    ins=OFFICIAL_TRACES,
+    kinds={"json", "bubblewrap"},
+)
+def final_standings(
+    context: dg.AssetExecutionContext,
+    config: FinalsConfig,
+    order_trace: dict[str, list[bytes]],
+    expected_reports: dict[str, list[bytes]],
+    bucket: BucketResource,
+    sandbox: SandboxResource,
+    judging: JudgingResource,
+    scoring: ScoringResource,
+    contest: ContestResource,
+) -> dg.Output[dict]:
+    """The final table: each finalist's median final score over its finals judgings, the 95 %
+    bootstrap interval, and "=" where the interval of the difference with a neighbour includes 0.
+
+    Finalists are judged exactly as a submission is (official traces, the contest's profile,
+    validity bounds and scoring); only public figures go into the value the leaderboard shows.
+    """
+    client = bucket.client()
+    table = orjson.loads(client.get_bytes(STANDINGS_KEY))
+    chosen = finalists(table, config.top)
+    if not chosen:
+        raise dg.Failure("no contestant on the standings yet: nothing to re-judge")
+    judge_config = judging.config(sandbox, scoring)
+    bundles = official_bundles(contest, judge_config.profile, order_trace, expected_reports)
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="qc-finals-") as tmp:
+        paths = {}
+        for row in chosen:
+            paths[row["partition"]] = Path(tmp, row["partition"])
+            client.download(keys.binary(row["partition"]), paths[row["partition"]])
+        with sandbox.slot(judge_config) as placed:
+            context.log.info(f"finals on CPUs {placed.engine_cpus} (engine) + {placed.loadgen_cpus} (load)")
+            for round_, row in round_robin(chosen, config.repeat):
+                verdict = _judge(context, paths[row["partition"]], placed, sandbox, bundles)
+                runs.append(run_record(round_, row, verdict))
+                context.log.info(
+                    f"round {round_ + 1}/{config.repeat}: {row['contestant']} {runs[-1]['final']:.2f}"
+                )
+    rows = final_table(chosen, runs, scoring.ranking())
+    value = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "profile": judge_config.profile,
+        "policy": scoring.ranking().policy,
+        "top": config.top,
+        "repeat": config.repeat,
+        "confidence": CONFIDENCE,
+        "standings": rows,
+        "runs": runs,  # in judging order: the round-robin as it happened
+    }
+    top = "\n".join(
+        f"| {'=' if r['tied'] else ''}{r['rank']} | {r['contestant']} | {r['median']:.2f} |"
+        f" {r['ci'][0]:.2f}–{r['ci'][1]:.2f} | {r['qualifying_rank']} |"
+        for r in rows
+    )
+    return dg.Output(
+        value,
+        metadata={
+            "finalists": len(rows),
+            "repeat": config.repeat,
+            "profile": judge_config.profile,
+            "table": dg.MetadataValue.md(
+                "| rank | contestant | median | 95 % CI | qualifying |\n|---|---|---|---|---|\n" + top
+            ),
+        },
+    )
+
+
+def _judge(context: dg.AssetExecutionContext, path: Path, placed, sandbox: SandboxResource, bundles) -> dict:
+    """One finals judging's public verdict; the judge's own failures are retried here, one judging
+    at a time, so a hiccup of the host does not throw away the judgings already made."""
+    failures: list[str] = []
+    while len(failures) <= INFRASTRUCTURE_RETRIES:
+        try:
+            result = judge_binary(path, placed, sandbox=sandbox.sandbox(placed), bundles=bundles)
+        except InfrastructureError as exc:
+            context.log.warning(f"judge infrastructure failure, judging {path.name} again: {exc}")
+            failures.append(str(exc))
+        else:
+            return result.verdict.to_obj(private=False)
+    raise dg.Failure(f"the finals could not judge {path.name}: {failures[-1]}")
+
+
+finals_job = dg.define_asset_job(
+    "finals",
+    selection=dg.AssetSelection.assets(standings, final_standings),
+    description="Re-judge the top of the standings several times each and publish the final table",
+)

@@ -19,7 +19,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from quantcraft_dagster.judge.docker_sandbox import LABEL, OWNER_LABEL
+from quantcraft_dagster.judge.docker_sandbox import JUDGING_LABEL, LABEL, OWNER_LABEL
+from quantcraft_dagster.lifecycle import CONTESTANT_TAG
 from quantcraft_dagster.storage.bucket import S3Bucket
 from tests.docker_env import ROOT, docker_client, sandbox_image, sandbox_leftovers  # noqa: F401 (fixtures)
 
@@ -36,7 +37,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(check: Callable[[], object], timeout: float, what: str) -> object:
+def wait_for(
+    check: Callable[[], object], timeout: float, what: str, state: Callable[[], object] = lambda: None
+) -> object:
+    """``check()``'s first truthy value; on timeout, fail with ``state()``: where things stood."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -46,7 +50,7 @@ def wait_for(check: Callable[[], object], timeout: float, what: str) -> object:
         if found:
             return found
         time.sleep(2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; state: {state()}")
 
 
 def assert_no_failed_run(instance: dg.DagsterInstance) -> None:
@@ -78,7 +82,9 @@ def offline_images(docker_client) -> None:  # noqa: F811 (fixture)
 
 @pytest.fixture(scope="module")
 def stack(offline_images, docker_client, tmp_path_factory) -> Iterator[dict[str, str]]:  # noqa: F811
-    """The whole stack under a throwaway project name, secrets from deploy/init.sh, quick profile."""
+    """The whole stack under a throwaway project name, secrets from deploy/init.sh, quick profile.
+    ``up`` returns once the one-shot ``prepare`` service has materialised the official traces and
+    calibrated (the daemon waits for it), so the first upload finds everything a judging reads."""
     home = tmp_path_factory.mktemp("stack")
     env_file = home / ".env"
     subprocess.run(["bash", str(ROOT / "deploy" / "init.sh"), str(env_file)], check=True)
@@ -91,6 +97,8 @@ def stack(offline_images, docker_client, tmp_path_factory) -> Iterator[dict[str,
     }
     with env_file.open("a") as fh:
         fh.write("QUANTCRAFT_PROFILE=quick\n")
+        # This shared 2-core VM is noisy: the validity bounds are relaxed here, never in production.
+        fh.write("QUANTCRAFT_MAX_SEND_LAG_P99_US=20000\nQUANTCRAFT_MAX_INTERFERENCE=0.05\n")
         fh.writelines(f"{name}={port}\n" for name, port in ports.items())
     env = read_env(env_file)
     project = ["-p", f"qc{uuid.uuid4().hex[:8]}", "--env-file", str(env_file)]
@@ -130,11 +138,6 @@ def test_compose_config_needs_the_generated_secrets(tmp_path):
     assert read_env(env_file)["DAGSTER_PG_PASSWORD"].encode() in out.stdout
 
 
-@pytest.mark.xfail(
-    reason="a fresh stack has no trace assets yet: judging runs fail loading order_trace until something "
-    "materializes them before the first judging (prepare_judging, in progress, is not yet run by compose)",
-    strict=False,
-)
 def test_an_upload_is_judged_through_docker_run_launcher(stack, instance, engines, docker_client):  # noqa: F811
     stack_bucket(stack).put_bytes("submissions/alice/engine", (engines / "engine").read_bytes())
     board_url = f"http://127.0.0.1:{stack['QUANTCRAFT_LEADERBOARD_PORT']}/api/leaderboard"
@@ -154,11 +157,6 @@ def test_an_upload_is_judged_through_docker_run_launcher(stack, instance, engine
     assert sandbox_leftovers(docker_client) == []
 
 
-@pytest.mark.xfail(
-    reason="a fresh stack has no trace assets yet: judging runs fail loading order_trace until something "
-    "materializes them before the first judging (prepare_judging, in progress, is not yet run by compose)",
-    strict=False,
-)
 def test_a_killed_run_worker_is_failed_by_monitoring_and_retried_once(
     stack,
     instance,
@@ -171,8 +169,11 @@ def test_a_killed_run_worker_is_failed_by_monitoring_and_retried_once(
     stack_bucket(stack).put_bytes("submissions/bob/engine", (engines / "engine").read_bytes())
 
     def engine_running():
+        """Bob's engine only: the hourly calibration may start an engine of its own meanwhile."""
         assert_no_failed_run(instance)
-        return docker_client.containers.list(filters={"label": LABEL})
+        bobs = {r.run_id for r in instance.get_runs(dg.RunsFilter(tags={CONTESTANT_TAG: "bob"}))}
+        engines = docker_client.containers.list(filters={"label": LABEL})
+        return [c for c in engines if c.labels[JUDGING_LABEL] in bobs]
 
     (engine,) = wait_for(engine_running, 300, "bob's engine to start")
     docker_client.containers.get(engine.labels[OWNER_LABEL]).kill()
@@ -180,10 +181,17 @@ def test_a_killed_run_worker_is_failed_by_monitoring_and_retried_once(
     failed_then_retried = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS}
 
     def bob_runs():
-        runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": partition}))
+        return instance.get_runs(dg.RunsFilter(tags={"dagster/partition": partition}))
+
+    def failed_and_retried():
+        runs = bob_runs()
         return runs if {r.status for r in runs} == failed_then_retried else None
 
-    runs = wait_for(bob_runs, 600, "bob's run to fail and its retry to succeed")
+    def queue():
+        pool = instance.event_log_storage.get_concurrency_info("judging")
+        return [(r.run_id[:8], r.status.value) for r in bob_runs()], pool
+
+    runs = wait_for(failed_and_retried, 600, "bob's run to fail and its retry to succeed", queue)
     assert len(runs) == 2
     scores = instance.fetch_materializations(dg.AssetKey("score"), limit=1000).records
     assert [r.partition_key for r in scores].count(partition) == 1

@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from quantcraft_dagster.core import keys  # noqa: E402
 from quantcraft_dagster.core.trial import ValidityConfig  # noqa: E402
 
 HOSTS = (1, 10, 25, 50, 100)
@@ -73,7 +74,7 @@ def pipeline_rate(
         bucket = cluster.bucket()
         uploaded = time.time()
         for i in range(count):
-            bucket.put_bytes(f"submissions/bench{i:02d}/engine", engine)
+            bucket.put_bytes(keys.submission(f"bench{i:02d}", "engine"), engine)
         with dg.DagsterInstance.from_config(str(cluster.control_home)) as instance:
 
             def scored() -> list[float] | None:

@@ -103,6 +103,7 @@ def report(instance, uploaded: dict[str, float], args) -> None:
 def sensor_burst() -> None:
     import dagster as dg
 
+    from quantcraft_dagster.core import keys
     from quantcraft_dagster.definitions import defs
     from resources import BucketResource
 
@@ -110,7 +111,7 @@ def sensor_burst() -> None:
         resource = BucketResource(backend="local", root=tmp)
         client = resource.client()
         for i in range(1_000):
-            client.put_bytes(f"submissions/c{i % 50:03d}/engine-{i:04d}", b"x")
+            client.put_bytes(keys.submission(f"c{i % 50:03d}", f"engine-{i:04d}"), b"x")
         sensor = defs.get_sensor_def("submission_sensor")
         with dg.instance_for_test() as instance:
             start = time.perf_counter()

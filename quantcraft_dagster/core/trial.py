@@ -29,8 +29,8 @@ class ValidityConfig:
     generator shows milliseconds. ``max_interference``: the time other work kept the engine off its
     CPUs, as a share of the replay (``judge.interference``). Stalls that add up to a share s delay
     at most about s of an open loop's orders, so under 0.5 % the p99 charged is at most the
-    undisturbed p99.5; a quiet 2-core VM measured 0.2 % (1.1–1.6 ms in a 0.7 s phase C), a busy
-    one 0.6–2 % with p99s of 1.8–3.8 ms where the undisturbed p99 was 23–50 µs.
+    undisturbed p99.5. On this 2-core VM, idle, trials measured 0.2–4 %: those near 0.2 % had
+    phase C p99s of 23–50 µs, those at 1.6 % or more 1.5–3.8 ms (``bench/fairness_bench.py``).
     ``max_rate_error``: a stall long enough to matter (≥ 2 % of the phase) moves the achieved rate.
     ``client_busy_share``: the load generator's CPU time over the replay's wall time from which
     it, not the engine, set the pace. ``max_reruns``: invalid trials re-run per judging before

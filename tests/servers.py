@@ -22,14 +22,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(check: Callable[[], object], timeout: float, what: str, every: float = 1.0) -> object:
+def wait_for(
+    check: Callable[[], object],
+    timeout: float,
+    what: str,
+    every: float = 1.0,
+    state: Callable[[], object] = lambda: None,
+) -> object:
+    """``check()``'s first truthy value; on timeout, fail naming ``what`` and ``state()``: where
+    things stood, so a timeout in CI says which submission or run was stuck."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = check()
         if found:
             return found
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; state: {state()}")
 
 
 def _answers(url: str) -> bool:

@@ -56,7 +56,14 @@ def wait_for(
 def assert_no_failed_run(instance: dg.DagsterInstance) -> None:
     """Fail at once rather than wait out a timeout when a judging run has already failed."""
     failed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
-    assert not failed, f"judging run {failed[0].run_id} failed"
+    if failed:
+        run_id = failed[0].run_id
+        events = instance.all_logs(
+            run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
+        )
+        reasons = [str(event.dagster_event.event_specific_data) for event in events if event.dagster_event]
+        messages = [event.message for event in instance.all_logs(run_id)][-15:]
+        raise AssertionError(f"judging run {run_id} failed: {reasons}; last messages: {messages}")
 
 
 def read_env(path: Path) -> dict[str, str]:

@@ -137,7 +137,15 @@ def test_two_judge_hosts_share_the_queue_and_a_dead_hosts_judging_is_retried(clu
             done = {p: s for p, s in states.items() if s.stage in lifecycle.TERMINAL and s.score}
             return states if len(done) == 8 else None
 
-        states = wait_for(all_scored, 420, "eight scored submissions", 2)
+        def where_things_stand() -> dict[str, object]:
+            runs = instance.get_runs(dg.RunsFilter(job_name=lifecycle.JOB_NAME))
+            return {
+                "submissions": {p: (s.stage, s.reason) for p, s in lifecycle.states(instance).items()},
+                "runs": [(r.tags.get("dagster/partition"), r.status.value, worker_of(r)) for r in runs],
+                "workers": app.control.ping(timeout=1),
+            }
+
+        states = wait_for(all_scored, 420, "eight scored submissions", 2, where_things_stand)
         assert {s.stage for s in states.values()} == {"finished"}, states
         assert sorted(s.score["contestant"] for s in states.values()) == [f"c{i}" for i in range(8)]
         for asset in ("verdict", "score"):

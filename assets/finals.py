@@ -1,5 +1,6 @@
-"""Finals: the top of the standings re-judged on the official traces, ranked by the median final
-score with a bootstrap confidence interval (the statistics are ``core.finals``).
+"""Finals: the top of the standings re-judged on one shared official trace set (``finals_trace``,
+the same orders for every finalist, unlike the per-judging traces of the qualifying), ranked by the
+median final score with a bootstrap confidence interval (the statistics are ``core.finals``).
 
 The ``finals`` job runs on the organiser's request (``quantcraft finals`` or the Dagster UI):
 it refreshes the standings, then judges every finalist ``repeat`` times, round-robin, on one
@@ -15,7 +16,7 @@ import dagster as dg
 import orjson
 
 from assets.standings import STANDINGS_KEY, standings
-from assets.traces import OFFICIAL_TRACES, official_bundles
+from assets.traces import finals_expected_reports, finals_trace, official_bundles
 from quantcraft_dagster.core import keys
 from quantcraft_dagster.core.finals import CONFIDENCE, final_table, finalists, round_robin, run_record
 from quantcraft_dagster.judge.judging import InfrastructureError, judge_binary
@@ -35,14 +36,13 @@ class FinalsConfig(dg.Config):
     group_name="standings",
     pool="judging",
     deps=[standings],
-    ins=OFFICIAL_TRACES,
     kinds={"json", "bubblewrap"},
 )
 def final_standings(
     context: dg.AssetExecutionContext,
     config: FinalsConfig,
-    order_trace: dict[str, list[bytes]],
-    expected_reports: dict[str, list[bytes]],
+    finals_trace: dict[str, list[bytes]],
+    finals_expected_reports: dict[str, list[bytes]],
     bucket: BucketResource,
     sandbox: SandboxResource,
     judging: JudgingResource,
@@ -52,8 +52,9 @@ def final_standings(
     """The final table: each finalist's median final score over its finals judgings, the 95 %
     bootstrap interval, and "=" where the interval of the difference with a neighbour includes 0.
 
-    Finalists are judged exactly as a submission is (official traces, the contest's profile,
-    validity bounds and scoring); only public figures go into the value the leaderboard shows.
+    Finalists are judged exactly as a submission is (the contest's profile, validity bounds and
+    scoring), all on the finals' one official trace set, so their scores compare the same orders;
+    only public figures go into the value the leaderboard shows.
     """
     client = bucket.client()
     table = orjson.loads(client.get_bytes(STANDINGS_KEY))
@@ -61,7 +62,7 @@ def final_standings(
     if not chosen:
         raise dg.Failure("no contestant on the standings yet: nothing to re-judge")
     judge_config = judging.config(sandbox, scoring)
-    bundles = official_bundles(contest, judge_config.profile, order_trace, expected_reports)
+    bundles = official_bundles(contest, judge_config.profile, None, finals_trace, finals_expected_reports)
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="qc-finals-") as tmp:
         paths = {}
@@ -122,6 +123,8 @@ def _judge(context: dg.AssetExecutionContext, path: Path, placed, sandbox: Sandb
 
 finals_job = dg.define_asset_job(
     "finals",
-    selection=dg.AssetSelection.assets(standings, final_standings),
+    # The finals' trace set is made again each time: the same secret gives the same orders, so
+    # every finals run of a contest compares the same trace, and the job needs nothing prepared.
+    selection=dg.AssetSelection.assets(standings, finals_trace, finals_expected_reports, final_standings),
     description="Re-judge the top of the standings several times each and publish the final table",
 )

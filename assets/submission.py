@@ -1,5 +1,6 @@
-"""Per-submission assets (dynamic partition ``submissions``): binary → judging (verdict and
-telemetry) → metrics, correctness → score. Every rule called here lives in
+"""Per-submission assets (dynamic partition ``submissions``): binary and this judging's official
+trace → expected reports (``assets.traces``) → judging (verdict and telemetry) → metrics,
+correctness → score. Every rule called here lives in
 ``quantcraft_dagster.core``; every value is stored by an IO manager (``resources.io_manager``)."""
 
 import socket
@@ -12,7 +13,8 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
-from assets.traces import OFFICIAL_TRACES, official_bundles
+from assets.partitions import submissions
+from assets.traces import official_bundles
 from quantcraft_dagster.core import keys, trace
 from quantcraft_dagster.core.binary import Rejected, check_size, validate
 from quantcraft_dagster.core.metrics import phase_metrics
@@ -32,8 +34,6 @@ from resources import (
     SandboxResource,
     ScoringResource,
 )
-
-submissions = dg.DynamicPartitionsDefinition(name="submissions")
 
 BINARY_VALID = dg.AssetCheckSpec(
     "binary_valid", asset="submission_binary", description="x86-64 ELF executable"
@@ -139,12 +139,11 @@ assert tuple(TELEMETRY_SCHEMA.names) == TELEMETRY_COLUMNS
     group_name="judging",
     pool="judging",
     check_specs=[TELEMETRY_COMPLETE],
-    ins=OFFICIAL_TRACES,
 )
 def judging(
     context: dg.AssetExecutionContext,
     submission_binary: dict,
-    order_trace: dict[str, list[bytes]],
+    official_trace: dict[str, list[bytes]],
     expected_reports: dict[str, list[bytes]],
     calibration: dict,
     bucket: BucketResource,
@@ -153,8 +152,9 @@ def judging(
     scoring: ScoringResource,
     contest: ContestResource,
 ):
-    """Judge the binary on the official traces it reads (fresh sandbox per phase and trial): one
-    judging, two values, the verdict and the per-order telemetry it was decided from.
+    """Judge the binary on this judging's own official trace and answers, which it reads (fresh
+    sandbox per phase and trial): one judging, two values, the verdict (naming the trace by its
+    ``trace_id``, never its seed) and the per-order telemetry it was decided from.
 
     The pool ``judging`` has one slot per disjoint CPU set, so two judgings never share cores.
     Only a failure of the judge itself is retried; an engine's crash is a verdict.
@@ -174,7 +174,9 @@ def judging(
         with tempfile.TemporaryDirectory(prefix="qc-judge-") as tmp:
             path = Path(tmp, "engine")
             bucket.client().download(submission_binary["binary_key"], path)
-            bundles = official_bundles(contest, config.profile, order_trace, expected_reports)
+            bundles = official_bundles(
+                contest, config.profile, context.partition_key, official_trace, expected_reports
+            )
             try:
                 with sandbox.slot(config) as placed:
                     context.log.info(

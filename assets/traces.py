@@ -1,83 +1,103 @@
-"""The contest's official traces and their reference answers, one static partition per phase.
+"""Official traces and their reference answers: one set per judging, and one shared by the finals.
 
-Official traces have the contest profile's shape and organiser-held seeds (``ContestResource``):
-nothing here is public. The judging asset reads both assets' values, so re-materialising them
-changes what the next judging replays and checks.
+Every official judging replays its own trace, derived from the organisers' secret and the
+submission's id (``core.trace.official``): ``official_trace`` → ``expected_reports`` → the
+judging, all three in the submission's partition, so orders and answers a contestant gathers from
+one judging's divergences are worth nothing in the next, and the lineage shows what each verdict
+was checked against. The finals judge every finalist on one shared set (``finals_trace`` →
+``finals_expected_reports``, unpartitioned), so finalists are compared on the same orders.
+
+Values are ``{phase: lines}`` stored under ``official/`` by the trace IO manager (organisers
+only: the leaderboard never serves that prefix). Metadata names the shape and the trace id,
+never the seed.
 """
 
 from collections import Counter
+from typing import Any
 
 import dagster as dg
 import orjson
 
+from assets.partitions import submissions
 from quantcraft_dagster.core import trace
-from quantcraft_dagster.core.bundle import PhaseBundle, answer_lines, trace_lines, version
+from quantcraft_dagster.core.bundle import PhaseBundle, answer_lines, trace_id, trace_lines, version
 from quantcraft_dagster.judge.judging import official_bundle
 from resources import ContestResource, JudgingResource
 
-TRACE_PARTITIONS = dg.StaticPartitionsDefinition(list(trace.PHASES))
+Lines = dict[str, list[bytes]]
+
+
+def _versioned(lines: Lines, metadata: dict[str, Any]) -> dg.Output[Lines]:
+    """The value with its trace id as data version: a new trace is a new version."""
+    ident = trace_id({p: version(phase_lines)[:16] for p, phase_lines in lines.items()})
+    return dg.Output(lines, data_version=dg.DataVersion(ident), metadata={"trace_id": ident, **metadata})
+
+
+def _traces(contest: ContestResource, profile: str, submission: str | None) -> dg.Output[Lines]:
+    """Every phase's orders exactly as sent on the wire; metadata: the shape, never the seed."""
+    specs = {p: contest.spec(profile, p, submission) for p in trace.PHASES}
+    lines = {p: trace_lines(spec) for p, spec in specs.items()}
+    types = {p: dict(Counter(orjson.loads(line)["type"] for line in v)) for p, v in lines.items()}
+    return _versioned(
+        lines,
+        {
+            "profile": profile,
+            "orders": {p: len(v) for p, v in lines.items()},
+            "connections": {p: s.connections for p, s in specs.items()},
+            "types": types,
+        },
+    )
+
+
+def _answers(traces: Lines) -> dg.Output[Lines]:
+    """The reference engine's report for every order of each stored phase, then the final books."""
+    lines = {p: answer_lines(orders) for p, orders in traces.items()}
+    statuses = {
+        p: dict(Counter(orjson.loads(line)["status"] for line in v[: len(traces[p])]))
+        for p, v in lines.items()
+    }
+    return _versioned(lines, {"statuses": statuses})
 
 
 @dg.asset(
-    partitions_def=TRACE_PARTITIONS, group_name="traces", io_manager_key="trace_io_manager", kinds={"jsonl"}
+    partitions_def=submissions, group_name="judging", io_manager_key="trace_io_manager", kinds={"jsonl"}
 )
-def order_trace(
+def official_trace(
     context: dg.AssetExecutionContext, judging: JudgingResource, contest: ContestResource
-) -> dg.Output[list[bytes]]:
-    """The phase's official orders exactly as sent on the wire, one JSON object per line."""
-    spec = contest.spec(judging.profile, context.partition_key)
-    lines = trace_lines(spec)
-    types = Counter(orjson.loads(line)["type"] for line in lines)
-    return dg.Output(
-        lines,
-        data_version=dg.DataVersion(version(lines)[:16]),
-        metadata={
-            "profile": judging.profile,
-            "orders": len(lines),
-            "symbols": len(spec.symbols),
-            "connections": spec.connections,
-            "types": dict(types),
-        },
-    )
+) -> dg.Output[Lines]:
+    """This judging's own official orders (organisers only), from the secret and the partition."""
+    return _traces(contest, judging.profile, context.partition_key)
 
 
 @dg.asset(
-    partitions_def=TRACE_PARTITIONS, group_name="traces", io_manager_key="trace_io_manager", kinds={"jsonl"}
+    partitions_def=submissions, group_name="judging", io_manager_key="trace_io_manager", kinds={"jsonl"}
 )
-def expected_reports(context: dg.AssetExecutionContext, order_trace: list[bytes]) -> dg.Output[list[bytes]]:
-    """The reference engine's report for every order of the stored trace, then the final books."""
-    lines = answer_lines(order_trace)
-    statuses = Counter(orjson.loads(line)["status"] for line in lines[: len(order_trace)])
-    return dg.Output(
-        lines,
-        data_version=dg.DataVersion(version(lines)[:16]),
-        metadata={
-            "reports": len(order_trace),
-            "books": len(lines) - len(order_trace),
-            "statuses": dict(statuses),
-        },
-    )
+def expected_reports(official_trace: Lines) -> dg.Output[Lines]:
+    """The reference answers to this judging's trace (organisers only; divergences show a few)."""
+    return _answers(official_trace)
 
 
-# What an official judging reads: every phase of both assets (a dict of phase → lines each).
-OFFICIAL_TRACES = {
-    "order_trace": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
-    "expected_reports": dg.AssetIn(partition_mapping=dg.AllPartitionMapping()),
-}
+@dg.asset(group_name="finals", io_manager_key="trace_io_manager", kinds={"jsonl"})
+def finals_trace(judging: JudgingResource, contest: ContestResource) -> dg.Output[Lines]:
+    """The finals' one official trace set, the same for every finalist (organisers only)."""
+    return _traces(contest, judging.profile, None)
+
+
+@dg.asset(group_name="finals", io_manager_key="trace_io_manager", kinds={"jsonl"})
+def finals_expected_reports(finals_trace: Lines) -> dg.Output[Lines]:
+    """The reference answers to the finals' trace set."""
+    return _answers(finals_trace)
 
 
 def official_bundles(
-    contest: ContestResource,
-    profile: str,
-    order_trace: dict[str, list[bytes]],
-    expected_reports: dict[str, list[bytes]],
+    contest: ContestResource, profile: str, submission: str | None, traces: Lines, answers: Lines
 ) -> dict[str, PhaseBundle]:
-    """The judge's traces and answers from the two assets' values; stored traces of another
-    profile's size fail the run: re-materialising them is the organiser's decision."""
+    """The judge's traces and answers from two assets' values; stored traces of another profile's
+    size fail the run: re-materialising them is the organiser's decision."""
     try:
         return {
-            p: official_bundle(contest.spec(profile, p), lines, expected_reports[p])
-            for p, lines in order_trace.items()
+            p: official_bundle(contest.spec(profile, p, submission), lines, answers[p])
+            for p, lines in traces.items()
         }
     except ValueError as exc:
         raise dg.Failure(f"official traces unusable: {exc}") from exc

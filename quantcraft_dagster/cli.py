@@ -18,8 +18,25 @@ from .core.book import replay
 from .core.protocol import decode_order, encode_order, encode_report
 
 
+def _official_scope(args: argparse.Namespace) -> tuple[bool, str | None]:
+    """Whether the organiser asked for an official trace set (``--submission ID`` or ``--finals``),
+    and whose: reproduced from the organisers' secret (settings), as the pipeline made it."""
+    return bool(args.submission or args.finals), args.submission or None
+
+
+def _add_official_scope(p: argparse.ArgumentParser) -> None:
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument(
+        "--submission", metavar="ID", help="organisers: that judging's official trace (its partition key)"
+    )
+    scope.add_argument("--finals", action="store_true", help="organisers: the finals' official trace set")
+
+
 def _cmd_trace(args: argparse.Namespace) -> int:
     spec = trace.get_spec(args.profile, args.phase)
+    official, submission = _official_scope(args)
+    if official:
+        spec = trace.official(spec, settings.current().organisers_secret(), submission)
     out = open(args.out, "wb") if args.out else sys.stdout.buffer  # noqa: SIM115
     try:
         for order in trace.generate(spec):
@@ -70,6 +87,7 @@ def _spread(values: list[float | None]) -> dict[str, float | None]:
 
 
 def _cmd_judge(args: argparse.Namespace) -> int:
+    from .core.bundle import official_bundles
     from .judge.judging import JudgeConfig, judge_binary
 
     config = JudgeConfig(profile=args.profile, port=args.port, validity=settings.current().validity())
@@ -79,11 +97,15 @@ def _cmd_judge(args: argparse.Namespace) -> int:
 
         sandbox = DockerSandbox.for_config(config, settings.current().sandbox_image)
     show = None if args.quiet else _progress_printer(sys.stderr)
+    official, submission = _official_scope(args)
+    bundles = None  # judge_binary's default: the profile's public traces
+    if official:
+        bundles = official_bundles(args.profile, settings.current().organisers_secret(), submission)
     verdicts = []
     for i in range(args.repeat):
         if args.repeat > 1 and show:
             sys.stderr.write(f"judging {i + 1} of {args.repeat}\n")
-        verdicts.append(judge_binary(Path(args.binary), config, show, sandbox).verdict.to_obj())
+        verdicts.append(judge_binary(Path(args.binary), config, show, sandbox, bundles).verdict.to_obj())
     result = verdicts[0] if args.repeat == 1 else _with_spread(verdicts)
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
@@ -301,7 +323,7 @@ def _finals_on_stack(url: str, run_config: dict) -> bool:
 
 def _finals_in_process(run_config: dict) -> bool:
     """No stack running: the job in this process, against the embedded instance in the state
-    folder (prepared as ``quantcraft up`` prepares it: official traces, a fresh calibration)."""
+    folder (prepared as ``quantcraft up`` prepares it: a fresh calibration)."""
     from dagster import DagsterInstance
 
     from . import services
@@ -405,6 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", default="quick", choices=sorted(trace.PROFILES))
     p.add_argument("--phase", required=True, choices=trace.PHASES)
     p.add_argument("--out", help="write to FILE instead of stdout")
+    _add_official_scope(p)
     p.set_defaults(func=_cmd_trace)
 
     p = sub.add_parser("expected", help="reference reports for a trace file, JSON Lines")
@@ -422,6 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON verdict on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    _add_official_scope(p)
     p.set_defaults(func=_cmd_judge)
 
     p = sub.add_parser("up", help="start Dagster (webserver :3000, daemon) and the leaderboard (:8000)")

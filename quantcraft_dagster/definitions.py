@@ -19,8 +19,7 @@ from assets.calibration import (
 from assets.finals import final_standings, finals_job
 from assets.standings import standings
 from assets.submission import correctness, judging, metrics, score, submission_binary, submissions
-from assets.traces import expected_reports, order_trace
-from quantcraft_dagster.core import trace
+from assets.traces import expected_reports, finals_expected_reports, finals_trace, official_trace
 from quantcraft_dagster.lifecycle import JOB_NAME, LIFECYCLE_ASSET
 from quantcraft_dagster.settings import ENV, current
 from resources import (
@@ -39,9 +38,12 @@ bucket = BucketResource.from_settings(configured)
 
 judge_job = dg.define_asset_job(
     JOB_NAME,
-    selection=dg.AssetSelection.assets(submission_binary, judging, metrics, correctness, score),
+    selection=dg.AssetSelection.assets(
+        submission_binary, official_trace, expected_reports, judging, metrics, correctness, score
+    ),
     partitions_def=submissions,
-    description="Judge one uploaded engine: validate, run phases A/B/C, check, score",
+    description="Judge one uploaded engine: validate, make its own official trace and answers,"
+    " run phases A/B/C, check, score",
     # Run retries cover a lost run worker; an asset's own failure is never retried this way
     # (the judge asks for a step retry itself, and only for its own infrastructure failures).
     tags={"dagster/max_retries": "2", "dagster/retry_on_asset_or_op_failure": "false"},
@@ -56,8 +58,10 @@ defs = dg.Definitions(
     # worker's pool process, which may not start multiprocessing children (the default executor).
     executor=dg.in_process_executor,
     assets=[
-        order_trace,
+        official_trace,
         expected_reports,
+        finals_trace,
+        finals_expected_reports,
         submission_binary,
         judging,
         metrics,
@@ -96,16 +100,8 @@ defs = dg.Definitions(
 
 
 def prepare_judging() -> None:
-    """What every judging reads, made before the first one (in ``$DAGSTER_HOME``'s instance): the
-    official traces of any missing phase (re-materialising them, e.g. after a profile change, is
-    the organiser's, from the UI), and a fresh calibration of this host's judging slot."""
+    """What must exist before the first judging (in ``$DAGSTER_HOME``'s instance): a fresh
+    calibration of this host's judging slot. Official traces are not made here: each judging
+    makes its own, and the finals job makes the finals' set."""
     with dg.DagsterInstance.get() as instance:
-        done = instance.get_materialized_partitions(expected_reports.key)
-        for phase in [p for p in trace.PHASES if p not in done]:
-            dg.materialize(
-                [order_trace, expected_reports],
-                partition_key=phase,
-                instance=instance,
-                resources=defs.resources,
-            )
         dg.materialize([calibration], instance=instance, resources=defs.resources)

@@ -103,8 +103,8 @@ def prepare(judging_slots: int = 1) -> dict[str, str]:
     )
     env[settings.ENV["home"]] = str(now.home)
     env[settings.ENV["official_secret"]] = now.organisers_secret()
-    # The official traces and a calibration, before the first judging reads them: in a process of
-    # its own, so the code location is loaded from this environment as every service loads it.
+    # A calibration, before the first judging reads it: in a process of its own, so the code
+    # location is loaded from this environment as every service loads it.
     subprocess.run(
         [
             sys.executable,

@@ -106,8 +106,9 @@ class ContestResource(dg.ConfigurableResource):
 
     official_secret: str
 
-    def spec(self, profile: str, phase: str) -> trace.PhaseSpec:
-        return trace.official(trace.get_spec(profile, phase), self.official_secret)
+    def spec(self, profile: str, phase: str, submission: str | None) -> trace.PhaseSpec:
+        """The official spec of ``submission``'s judging, or of the finals' shared set for None."""
+        return trace.official(trace.get_spec(profile, phase), self.official_secret, submission)
 
 
 _SEED = ScoringConfig()

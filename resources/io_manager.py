@@ -12,7 +12,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from quantcraft_dagster.core import keys
+from quantcraft_dagster.core import keys, trace
 from quantcraft_dagster.storage.bucket import Bucket
 
 from . import BucketResource
@@ -52,21 +52,29 @@ class BucketJSONIOManager(dg.ConfigurableIOManager):
 
 
 class TraceIOManager(dg.ConfigurableIOManager):
-    """Traces and their answers as JSON Lines under ``official/`` (organisers only: the leaderboard
-    never serves that prefix). An input spanning several phases loads as ``{phase: lines}``."""
+    """Official traces and their answers, ``{phase: lines}``, one zstd-compressed JSON Lines object
+    per phase under ``official/`` (organisers only: the leaderboard never serves that prefix;
+    ``zstd -dc`` reads one). Compressed because every judging stores its own: a standard
+    profile's trace and answers are 55 MB as text, about a tenth of that compressed."""
 
     bucket: dg.ResourceDependency[BucketResource]
 
-    def handle_output(self, context: dg.OutputContext, obj: list[bytes]) -> None:
-        data = b"".join(line + b"\n" for line in obj)
-        key = keys.official(context.asset_key.path, context.asset_partition_key)
-        self.bucket.client().put_bytes(key, data)
+    def handle_output(self, context: dg.OutputContext, obj: dict[str, list[bytes]]) -> None:
+        client, path, partition = self.bucket.client(), context.asset_key.path, _partition(context)
+        for phase, lines in obj.items():
+            sink = pa.BufferOutputStream()
+            with pa.CompressedOutputStream(sink, "zstd") as out:
+                out.write(b"".join(line + b"\n" for line in lines))
+            client.put_bytes(keys.official(path, partition, phase), sink.getvalue().to_pybytes())
 
-    def load_input(self, context: dg.InputContext) -> list[bytes] | dict[str, list[bytes]]:
-        client, path = self.bucket.client(), context.asset_key.path
-        phases = context.asset_partition_keys
-        loaded = {p: _read(client, keys.official(path, p), context, p).splitlines() for p in phases}
-        return loaded if len(phases) > 1 else loaded[phases[0]]
+    def load_input(self, context: dg.InputContext) -> dict[str, list[bytes]]:
+        client, path, partition = self.bucket.client(), context.asset_key.path, _partition(context)
+        loaded = {}
+        for phase in trace.PHASES:
+            data = _read(client, keys.official(path, partition, phase), context, partition)
+            with pa.CompressedInputStream(pa.BufferReader(data), "zstd") as stream:
+                loaded[phase] = stream.read().splitlines()
+        return loaded
 
 
 class ParquetIOManager(dg.ConfigurableIOManager):

@@ -11,7 +11,7 @@ import orjson
 
 from quantcraft_dagster.core.book import replay
 from quantcraft_dagster.core.protocol import encode_order, encode_report
-from quantcraft_dagster.core.trace import generate, get_spec
+from quantcraft_dagster.core.trace import generate, get_spec, official
 
 CLI = [sys.executable, "-m", "quantcraft_dagster.cli"]
 # This VM's noise bursts reach milliseconds: the tests assert the command, not the host.
@@ -29,6 +29,24 @@ def test_trace_is_the_wire_frames_and_stable(tmp_path):
     assert out.read_bytes() == again
     orders = list(generate(get_spec("quick", "A")))
     assert again == b"".join(encode_order(o) + b"\n" for o in orders)
+
+
+def test_organisers_reproduce_a_judgings_official_trace_from_its_id(tmp_path):
+    env = {**os.environ, "QUANTCRAFT_OFFICIAL_SECRET": "organisers-only", "QUANTCRAFT_HOME": str(tmp_path)}
+
+    def official_trace(*scope: str) -> bytes:
+        return subprocess.run(
+            [*CLI, "trace", "--profile", "quick", "--phase", "A", *scope],
+            capture_output=True,
+            check=True,
+            env=env,
+        ).stdout
+
+    judging = official_trace("--submission", "alice-20250101T000000-ab12")
+    spec = official(get_spec("quick", "A"), "organisers-only", "alice-20250101T000000-ab12")
+    assert judging == b"".join(encode_order(o) + b"\n" for o in generate(spec))
+    assert judging != official_trace("--submission", "alice-20250101T000500-cd34")
+    assert judging != official_trace("--finals") != official_trace()
 
 
 def test_expected_matches_the_reference_engine(tmp_path):

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
 
 import dagster as dg
+import orjson
 import pytest
 
 import assets.submission as submission_assets
 from assets.calibration import calibration
-from assets.traces import expected_reports, order_trace
-from quantcraft_dagster.core import trace
+from assets.traces import expected_reports, official_trace
 from quantcraft_dagster.judge.judging import InfrastructureError
 from resources import (
     BucketResource,
@@ -59,12 +60,10 @@ def resources(tmp_path):
     }
 
 
-JUDGING = [submission_assets.submission_binary, submission_assets.judging]
+JUDGING = [submission_assets.submission_binary, official_trace, expected_reports, submission_assets.judging]
 
 
-def _judge_partition(resources, binary: Path, partition: str = "p1", selection=JUDGING):
-    import orjson
-
+def _judge_partition(resources, binary: Path, partition: str = "p1", selection=JUDGING, instance=None):
     client = resources["bucket"].client()
     info = client.put_file(f"submissions/t/{binary.name}", binary)
     etag = client.head(info.key).etag
@@ -73,15 +72,13 @@ def _judge_partition(resources, binary: Path, partition: str = "p1", selection=J
         "modified": 1.0, "size": info.size, "partition": partition,
     }  # fmt: skip
     client.put_bytes(f"intake/{partition}.json", orjson.dumps(manifest))
-    with dg.instance_for_test() as instance:
-        for phase in trace.PHASES:
-            dg.materialize(
-                [order_trace, expected_reports], partition_key=phase, resources=resources, instance=instance
-            )
-        dg.materialize([calibration], resources=resources, instance=instance)
+    with contextlib.ExitStack() as stack:
+        if instance is None:
+            instance = stack.enter_context(dg.instance_for_test())
+            dg.materialize([calibration], resources=resources, instance=instance)
         instance.add_dynamic_partitions("submissions", [partition])
         result = dg.materialize(
-            [order_trace, expected_reports, calibration, *selection],
+            [calibration, *selection],
             selection=selection,
             partition_key=partition,
             resources=resources,
@@ -117,8 +114,7 @@ def test_the_score_asset_records_the_judges_scores_for_the_organisers_config(res
         latency_weight=0.2, throughput_weight=0.2, correctness_weight=0.6, latency_slope=35.0
     )
     every = [
-        submission_assets.submission_binary,
-        submission_assets.judging,
+        *JUDGING,
         submission_assets.metrics,
         submission_assets.correctness,
         submission_assets.score,
@@ -137,4 +133,24 @@ def test_the_score_asset_records_the_judges_scores_for_the_organisers_config(res
     assert score["fully_correct"] is False and score["correctness"] < 100
     assert "A-" not in score["reason"] and "divergence" not in score["reason"]  # public: no order ids
     assert verdict["traces"] == "official" and set(verdict["trace_versions"]) == {"A", "B", "C"}
+    assert len(verdict["trace_id"]) == 12
     assert verdict["calibration"]["valid"] is True and verdict["calibration"]["at"]
+
+
+def test_two_judgings_of_one_binary_replay_different_official_traces(resources, engines):
+    """Each judging reads its own partition's trace and answers: the same binary judged twice is
+    checked against two traces, and each verdict names the trace its partition's asset holds."""
+    with dg.instance_for_test() as instance:
+        dg.materialize([calibration], resources=resources, instance=instance)
+        verdicts = {}
+        for partition in ("t-20250101T000000-aa", "t-20250101T001000-bb"):
+            result, _ = _judge_partition(resources, engines / "engine", partition, instance=instance)
+            assert result.success
+            verdicts[partition] = result.output_for_node("judging", "verdict")
+            (stored,) = result.asset_materializations_for_node("official_trace")
+            trace_id = stored.metadata["trace_id"].value
+            assert verdicts[partition]["trace_id"] == trace_id
+    first, second = verdicts.values()
+    assert first["trace_id"] != second["trace_id"]
+    assert first["trace_versions"]["A"] != second["trace_versions"]["A"]
+    assert first["scores"]["correctness"] == second["scores"]["correctness"] == 100.0

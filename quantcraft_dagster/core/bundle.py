@@ -1,15 +1,17 @@
 """A phase's trace and its reference answers, in the form the judge replays and checks.
 
-Three steps, each a pure function, so the Dagster assets (``order_trace`` → ``expected_reports`` →
-the judging) and ``quantcraft judge`` (public traces, no Dagster) build bundles with the same
-code: :func:`trace_lines` (the orders as wire frames), :func:`answer_lines` (the reference
-engine's report for each, then one line per symbol with its final L2 book, as ``/orderbook``
-answers it) and :func:`assemble`.
+Three steps, each a pure function, so the Dagster assets (``official_trace`` →
+``expected_reports`` → the judging) and ``quantcraft judge`` (public traces, or a judging's
+official ones reproduced from its id, no Dagster) build bundles with the same code:
+:func:`trace_lines` (the orders as wire frames), :func:`answer_lines` (the reference engine's
+report for each, then one line per symbol with its final L2 book, as ``/orderbook`` answers it)
+and :func:`assemble`; :func:`build` chains them.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
@@ -74,3 +76,26 @@ def assemble(spec: trace.PhaseSpec, orders: list[bytes], answers: list[bytes], t
         obj = orjson.loads(line)
         books[obj["symbol"]] = parse_book(obj)
     return PhaseBundle(spec, decoded, list(orders), expected, books, traces, version(orders)[:16])
+
+
+def build(spec: trace.PhaseSpec, traces: str) -> PhaseBundle:
+    """A phase generated, answered and assembled in one go (no stored values to read)."""
+    orders = trace_lines(spec)
+    return assemble(spec, orders, answer_lines(orders), traces)
+
+
+def official_bundles(profile: str, secret: str, submission: str | None) -> dict[str, PhaseBundle]:
+    """Every phase of one official judging (``submission``'s, or the finals' set for None), made
+    from the organisers' secret: how an organiser reproduces a judging from its id alone."""
+    return {
+        p: build(trace.official(trace.get_spec(profile, p), secret, submission), "official")
+        for p in trace.PHASES
+    }
+
+
+def trace_id(versions: Mapping[str, str]) -> str:
+    """The short name a verdict gives the traces it was judged on: a digest of every phase's
+    content version. Two judgings share it exactly when they replayed the same orders; it tells
+    nothing of the seed (a one-way digest of the orders, which are themselves secret)."""
+    joined = ",".join(f"{phase}:{versions[phase]}" for phase in sorted(versions))
+    return hashlib.sha256(joined.encode()).hexdigest()[:12]

@@ -155,6 +155,7 @@ def run_record(round_: int, finalist: Mapping[str, Any], verdict: Mapping[str, A
         "final": (verdict["scores"] or {}).get("final", 0.0),
         "fully_correct": orders > 0 and sum(p["exact"] for p in phases.values()) == orders,
         "cpu_us_per_order": phases.get("B", {}).get("cpu_us_per_order"),
+        "trace_id": verdict.get("trace_id"),  # the finals' one set: the same for every judging
     }
 
 

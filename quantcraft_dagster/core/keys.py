@@ -9,10 +9,11 @@ Pure naming, no I/O, so it lives in ``core``: the intake rules here in core and 
 | ``intake/<partition>.json`` | the upload's manifest for its judging | sensor | ``submission_binary`` |
 | ``binaries/<partition>`` | the validated binary, pinned | ``submission_binary`` | judging |
 | ``assets/<asset>/<partition>.<ext>`` | asset values (JSON, Parquet) | IO managers | assets, leaderboard |
-| ``official/<asset>/<phase>.jsonl`` | official traces and answers | trace IO manager | judging only |
+| ``official/<asset>/<partition>/<phase>.jsonl.zst`` | official traces, answers | IO manager | judging |
 | ``contestants/<name>.json`` | token digests | ``quantcraft contestants add`` | leaderboard |
 
-The leaderboard never serves ``official/`` (organiser-held seeds) nor ``contestants/``.
+A judging's official trace is under its partition, the finals' shared set under ``_``. The
+leaderboard never serves ``official/`` (organiser-held traces and answers) nor ``contestants/``.
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ def asset_value(asset: Sequence[str], partition: str | None, extension: str = "j
     return f"{ASSETS}{'/'.join(asset)}/{partition or UNPARTITIONED}.{extension}"
 
 
-def official(asset: Sequence[str], phase: str) -> str:
-    return f"{OFFICIAL}{'/'.join(asset)}/{phase}.jsonl"
+def official(asset: Sequence[str], partition: str | None, phase: str) -> str:
+    """One phase of an official trace or its answers: a judging's own (``partition``) or the
+    finals' shared set (None), zstd-compressed JSON Lines."""
+    return f"{OFFICIAL}{'/'.join(asset)}/{partition or UNPARTITIONED}/{phase}.jsonl.zst"
 
 
 def contestant(name: str) -> str:

@@ -85,13 +85,19 @@ def get_spec(profile: str, phase: str) -> PhaseSpec:
         ) from None
 
 
-def official(spec: PhaseSpec, secret: str) -> PhaseSpec:
-    """The same shape (sizes, rates, symbols, type mix) with an organiser-held seed.
+def official(spec: PhaseSpec, secret: str, submission: str | None) -> PhaseSpec:
+    """The same shape (sizes, rates, symbols, type mix) with an organiser-held seed of one judging.
 
-    HMAC-SHA256 of the public seed under the secret: without the secret the seed cannot be
-    guessed, so an engine that embeds the public answers answers nothing right here.
+    HMAC-SHA256 under the secret of the judging's scope, the phase and the public seed. The scope
+    is the submission's id (its partition key), so every official judging replays its own trace:
+    orders and answers a contestant collects from one judging's divergences or stderr are worth
+    nothing in the next. ``submission=None`` is the finals' one shared set, judged by every
+    finalist alike. Without the secret no seed can be guessed; with it, any judging's trace is
+    reproduced from its id alone. The seed is never logged, stored or shown.
     """
-    digest = hmac.new(secret.encode(), f"{spec.phase}/{spec.seed}".encode(), hashlib.sha256).digest()
+    scope = "finals" if submission is None else f"submission/{submission}"
+    message = f"{scope}/{spec.phase}/{spec.seed}".encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
     return replace(spec, seed=int.from_bytes(digest[:8], "big"))
 
 

@@ -59,6 +59,8 @@ class Verdict:
     binary: dict[str, Any] | None = None
     stderr_tail: str = ""
     trace_versions: dict[str, str] = field(default_factory=dict)
+    # Names the traces judged on (``core.bundle.trace_id``): every official judging has its own.
+    trace_id: str = ""
     calibration: dict[str, Any] | None = None
     # Set when the engine's own kernel work kept it off its CPUs and a control trial of the
     # reference engine ran clean (its interference share): those trials counted.
@@ -79,6 +81,7 @@ class Verdict:
             "engine_cpus": self.engine_cpus,
             "binary": self.binary,
             "trace_versions": self.trace_versions,
+            "trace_id": self.trace_id,
             "calibration": self.calibration,
             "control_interference": self.control_interference,
         }

@@ -25,8 +25,7 @@ import numpy as np
 from .. import settings
 from ..core import book, check, protocol, trace
 from ..core.binary import MAX_BINARY_BYTES, Rejected, validate
-from ..core.bundle import PhaseBundle, answer_lines, assemble, trace_lines
-from ..core.bundle import version as content_version
+from ..core.bundle import PhaseBundle, assemble, build, trace_id
 from ..core.metrics import phase_metrics
 from ..core.scoring import ScoringConfig
 from ..core.trial import ValidityConfig, client_limited, interfered, invalid_reason
@@ -107,12 +106,7 @@ def _cached(name: str, build: Callable[[], PhaseBundle]) -> PhaseBundle:
 def phase_bundle(profile: str, phase: str) -> PhaseBundle:
     """A public phase, built as the trace assets build theirs; cached by the code that makes it."""
     spec = trace.get_spec(profile, phase)
-
-    def build() -> PhaseBundle:
-        orders = trace_lines(spec)
-        return assemble(spec, orders, answer_lines(orders), "public")
-
-    return _cached(f"{profile}-{phase}-{_bundle_key(spec)}", build)
+    return _cached(f"{profile}-{phase}-{_bundle_key(spec)}", lambda: build(spec, "public"))
 
 
 def public_bundles(profile: str) -> dict[str, PhaseBundle]:
@@ -121,15 +115,15 @@ def public_bundles(profile: str) -> dict[str, PhaseBundle]:
 
 
 def official_bundle(spec: trace.PhaseSpec, orders: list[bytes], answers: list[bytes]) -> PhaseBundle:
-    """A phase from the ``order_trace`` and ``expected_reports`` assets' values, cached by their
-    content (the assets' data version), so a re-materialised trace is what the next judging uses."""
+    """A phase from the official trace and expected-reports assets' values. Never cached on disk:
+    every judging has its own trace, so a cache would only grow and never hit (assembling is
+    about 1.5 s of a standard judging: README, "Official traces")."""
     if len(orders) != spec.orders:
         raise ValueError(
             f"the stored phase {spec.phase} trace has {len(orders):,} orders, the profile {spec.orders:,}:"
             " re-materialise the trace assets for this profile"
         )
-    key = f"official-{spec.phase}-{content_version(orders)[:16]}-{content_version(answers)[:16]}"
-    return _cached(key, lambda: assemble(spec, orders, answers, "official"))
+    return assemble(spec, orders, answers, "official")
 
 
 @dataclass(slots=True)
@@ -208,6 +202,7 @@ def judge_binary(
     verdict.engine_cpus = len(config.engine_cpus)
     verdict.traces = next(iter(bundles.values())).traces
     verdict.trace_versions = {phase: b.version for phase, b in bundles.items()}
+    verdict.trace_id = trace_id(verdict.trace_versions)
     return result
 
 

@@ -1,4 +1,5 @@
-"""The finals job on real example engines: official traces, round-robin judgings, the final table."""
+"""The finals job on real example engines: one shared official trace set, round-robin judgings,
+the final table."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 
 from assets.finals import final_standings
 from assets.standings import standings
-from assets.traces import expected_reports, order_trace
+from assets.traces import finals_expected_reports, finals_trace
 from quantcraft_dagster import lifecycle
-from quantcraft_dagster.core import keys, trace
+from quantcraft_dagster.core import keys
 from quantcraft_dagster.core.finals import FINAL_STANDINGS_KEY, median_ci
 from resources import BucketResource, ContestResource, JudgingResource, SandboxResource, ScoringResource
 from resources.io_manager import BucketJSONIOManager, TraceIOManager
@@ -45,10 +46,6 @@ def test_finals_rejudge_the_top_and_their_ties_round_robin_correct_engine_first(
     res = resources(tmp_path)
     bucket = res["bucket"].client()
     with dg.DagsterInstance.ephemeral() as instance:
-        for phase in trace.PHASES:
-            assert dg.materialize(
-                [order_trace, expected_reports], partition_key=phase, instance=instance, resources=res
-            ).success
         for contestant, variant, final, final_range, correct in QUALIFYING:
             partition = f"{contestant}-1"
             bucket.put_file(keys.binary(partition), engines / variant)
@@ -61,14 +58,16 @@ def test_finals_rejudge_the_top_and_their_ties_round_robin_correct_engine_first(
                 dg.AssetMaterialization(lifecycle.SCORE_ASSET, partition=partition, metadata=metadata)
             )
         result = dg.materialize(
-            [order_trace, expected_reports, standings, final_standings],
-            selection=[standings, final_standings],
+            [standings, finals_trace, finals_expected_reports, final_standings],
             instance=instance,
             resources=res,
             run_config={"ops": {"final_standings": {"config": {"top": 2, "repeat": 2}}}},
         )
     assert result.success
     value = result.output_for_node("final_standings")
+    # Every finalist judged on the finals' one trace set: one trace id across all judgings.
+    shared = result.asset_materializations_for_node("finals_trace")[0].metadata["trace_id"].value
+    assert {r["trace_id"] for r in value["runs"]} == {shared}
     assert value == orjson.loads(bucket.get_bytes(FINAL_STANDINGS_KEY))
     # Everyone once per round, in qualifying order: alice carol bob alice carol bob.
     assert [(r["round"], r["contestant"]) for r in value["runs"]] == [

@@ -11,7 +11,6 @@ import pytest
 from resources import BucketResource
 from resources.io_manager import BucketJSONIOManager, MissingAssetValue, ParquetIOManager, TraceIOManager
 
-PHASES = dg.StaticPartitionsDefinition(["A", "B", "C"])
 SUBMISSIONS = dg.StaticPartitionsDefinition(["alice-1", "bob-1"])
 
 
@@ -51,30 +50,27 @@ def test_json_round_trip_per_partition(bucket):
     assert stored == ["assets/standings/_.json", "assets/verdict/alice-1.json", "assets/verdict/bob-1.json"]
 
 
-def test_traces_load_one_phase_as_lines_and_several_as_a_dict(bucket):
+def test_traces_round_trip_every_phase_compressed_per_judging_and_for_the_finals(bucket):
     io = TraceIOManager(bucket=bucket)
-    for phase in PHASES.get_partition_keys():
-        io.handle_output(
-            dg.build_output_context(asset_key=dg.AssetKey("order_trace"), partition_key=phase),
-            [f'{{"phase":"{phase}","n":{i}}}'.encode() for i in range(3)],
+    value = {p: [f'{{"phase":"{p}","n":{i}}}'.encode() for i in range(3)] for p in "ABC"}
+    io.handle_output(_out("official_trace", "alice-1"), value)
+    io.handle_output(_out("official_trace", "bob-1"), {p: lines[:1] for p, lines in value.items()})
+    io.handle_output(_out("finals_trace"), value)
+    assert io.load_input(_in("official_trace", "alice-1")) == value
+    assert io.load_input(_in("official_trace", "bob-1"))["C"] == [b'{"phase":"C","n":0}']
+    assert io.load_input(_in("finals_trace")) == value
+    client = bucket.client()
+    assert sorted(o.key for o in client.list("official/")) == [
+        f"official/{asset}/{partition}/{p}.jsonl.zst"
+        for asset, partition in (
+            ("finals_trace", "_"),
+            ("official_trace", "alice-1"),
+            ("official_trace", "bob-1"),
         )
-    one = io.load_input(
-        dg.build_input_context(
-            asset_key=dg.AssetKey("order_trace"), partition_key="B", asset_partitions_def=PHASES
-        )
-    )
-    assert one == [b'{"phase":"B","n":0}', b'{"phase":"B","n":1}', b'{"phase":"B","n":2}']
-    every = io.load_input(
-        dg.build_input_context(
-            asset_key=dg.AssetKey("order_trace"),
-            asset_partition_key_range=dg.PartitionKeyRange("A", "C"),
-            asset_partitions_def=PHASES,
-        )
-    )
-    assert sorted(every) == ["A", "B", "C"] and every["C"][2] == b'{"phase":"C","n":2}'
-    assert sorted(o.key for o in bucket.client().list("official/")) == [
-        f"official/order_trace/{p}.jsonl" for p in "ABC"
+        for p in "ABC"
     ]
+    zstd_magic = b"\x28\xb5\x2f\xfd"
+    assert client.get_bytes("official/official_trace/alice-1/A.jsonl.zst").startswith(zstd_magic)
 
 
 def test_parquet_round_trip_keeps_types_and_rows(bucket):
@@ -91,7 +87,7 @@ def test_parquet_round_trip_keeps_types_and_rows(bucket):
 
 @pytest.mark.parametrize(
     "manager, asset",
-    [(BucketJSONIOManager, "verdict"), (ParquetIOManager, "telemetry"), (TraceIOManager, "order_trace")],
+    [(BucketJSONIOManager, "verdict"), (ParquetIOManager, "telemetry"), (TraceIOManager, "official_trace")],
 )
 def test_a_value_never_materialized_names_what_is_missing(bucket, manager, asset):
     io = manager(bucket=bucket)

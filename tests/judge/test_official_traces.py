@@ -17,8 +17,8 @@ from quantcraft_dagster.judge.judging import JudgeConfig, judge_binary, public_b
 from .helpers import NOISY_HOST
 
 QUICK = JudgeConfig(profile="quick", trials=1, validity=NOISY_HOST)
-# Every trial counts: the spread test asserts correctness, which no timing noise moves, and only
-# prints the timings, so a busy host must not turn its judgings into infrastructure failures.
+# Every trial counts: these tests assert correctness, which no timing noise moves (the spread test
+# only prints the timings), so a busy host must not turn their judgings into infrastructure failures.
 EVERY_TRIAL = JudgeConfig(
     profile="quick",
     trials=1,
@@ -55,9 +55,9 @@ def test_answers_revealed_by_one_judging_score_nothing_on_the_next(tmp_path, bui
     header = tmp_path / "answers.h"
     answers_header(header, first)
     cheat = build_variant("answer_table", ANSWERS_H=str(header))
-    replayed = judge_binary(cheat, QUICK, bundles=first).verdict
+    replayed = judge_binary(cheat, EVERY_TRIAL, bundles=first).verdict
     assert replayed.scores.correctness == 100.0, replayed.reason
-    next_one = judge_binary(cheat, QUICK, bundles=second).verdict
+    next_one = judge_binary(cheat, EVERY_TRIAL, bundles=second).verdict
     assert next_one.trace_id != replayed.trace_id
     assert next_one.scores.correctness < 20.0, next_one.reason
 

@@ -1,9 +1,15 @@
 """Real servers on loopback for tests and benchmarks: moto's S3 server, Debian's PostgreSQL and
-Redis, each started in the foreground of a context manager and stopped when it ends."""
+Redis, each started in the foreground of a context manager and stopped when it ends.
+
+In production these run on other machines than the judge hosts. Here they share the judge's two
+cores, so each is kept off the engines' CPUs (``off_engine_cpus``): what would otherwise land on an
+engine's CPU is another machine's work, and the interference guard would rightly refuse the trial.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import shutil
 import socket
@@ -14,6 +20,13 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from quantcraft_dagster.judge.cpus import split_cpus
+
+
+def off_engine_cpus() -> None:
+    """``preexec_fn`` of a stand-in for another machine: only the load generator's CPUs."""
+    os.sched_setaffinity(0, split_cpus()[1])
 
 
 def free_port() -> int:
@@ -57,6 +70,7 @@ def moto_s3() -> Iterator[str]:
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", port],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        preexec_fn=off_engine_cpus,
     )
     try:
         wait_for(lambda: proc.poll() is not None or _answers(url), 30, "moto server", 0.2)
@@ -91,7 +105,7 @@ def postgres() -> Iterator[dict[str, str]]:
     proc = subprocess.Popen(
         [*as_pg, PG_BIN / "postgres", "-D", data / "db", "-p", port, "-k", data,
          "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=off_engine_cpus,
     )  # fmt: skip
     try:
         ready = [PG_BIN / "pg_isready", "-h", "127.0.0.1", "-p", port]
@@ -126,7 +140,7 @@ def redis() -> Iterator[dict[str, str]]:
     proc = subprocess.Popen(
         ["redis-server", "--bind", "127.0.0.1", "--port", port, "--requirepass", password,
          "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, preexec_fn=off_engine_cpus,
     )  # fmt: skip
     try:
         ping = ["redis-cli", "-p", port, "--no-auth-warning", "-a", password, "ping"]

@@ -1,5 +1,5 @@
 """A scale-out cluster on one machine, for the scale-out test and bench/capacity_bench.py: the
-control host (official traces and a calibration, then the Dagster daemon with
+control host (a calibration, then the Dagster daemon with
 deploy/dagster-celery.yaml) and judge hosts (``quantcraft worker``), each "host" with its own state
 folder and Dagster home, all on the Postgres, Redis and S3 servers given."""
 
@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from quantcraft_dagster.storage.bucket import S3Bucket
+from tests.servers import off_engine_cpus
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -75,8 +76,8 @@ class Cluster:
         return self.root / "control" / "dagster"
 
     def start_control(self) -> None:
-        """Official traces and a calibration first (what every judging reads), then the daemon
-        (sensor, queue, launcher, monitoring, retries)."""
+        """A calibration first (what every judging reads), then the daemon (sensor, queue,
+        launcher, monitoring, retries)."""
         prepare = "from quantcraft_dagster.definitions import prepare_judging; prepare_judging()"
         subprocess.run([sys.executable, "-c", prepare], cwd=ROOT, env=self.host_env("control"), check=True)
         self.start("control", [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")])
@@ -85,6 +86,8 @@ class Cluster:
         self.start(name, [str(BIN / "quantcraft"), "worker", "--name", name])
 
     def start(self, name: str, cmd: list[str]) -> None:
+        """A host's process. The control host is another machine in production: here it stays off
+        the engines' CPUs (a worker places itself: ``quantcraft worker``)."""
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - the child's for its lifetime
         self.procs[name] = subprocess.Popen(
             cmd,
@@ -93,6 +96,7 @@ class Cluster:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=off_engine_cpus if name == "control" else None,
         )
 
     def node(self, name: str) -> str:

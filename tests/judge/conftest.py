@@ -18,8 +18,11 @@ BOTH_BACKENDS = {"tests.judge.test_hostile", "tests.judge.test_judging"}
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Both backends, or those a test's ``sandboxes`` marker names."""
     if metafunc.module.__name__ in BOTH_BACKENDS:
-        metafunc.parametrize("sandbox_backend", ["bubblewrap", "docker"], indirect=True)
+        only = metafunc.definition.get_closest_marker("sandboxes")
+        backends = list(only.args) if only else ["bubblewrap", "docker"]
+        metafunc.parametrize("sandbox_backend", backends, indirect=True)
 
 
 @pytest.fixture(autouse=True)

@@ -37,6 +37,7 @@ def test_correct_engine_is_fully_correct(engines, profile):
         ("market_rests", "A", "status RESTING, expected CANCELLED"),
     ],
 )
+@pytest.mark.sandboxes("bubblewrap")  # the checker's work: the same whichever sandbox ran it
 def test_broken_engines_lose_correctness_and_name_the_order(engines, variant, phase_of_first, mentions):
     v = judge_binary(engines / variant, FAST).verdict
     assert v.status == "finished", v.reason
@@ -49,6 +50,7 @@ def test_broken_engines_lose_correctness_and_name_the_order(engines, variant, ph
 
 
 @pytest.mark.parametrize("name", ["empty", "big", "text", "script", "arm64", "library"])
+@pytest.mark.sandboxes("bubblewrap")  # no sandbox starts at all
 def test_bad_uploads_are_rejected_before_any_sandbox(tmp_path, engines, name):
     import time
 

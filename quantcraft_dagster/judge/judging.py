@@ -265,6 +265,21 @@ class _Judging:
         self.own_interference = m.interference
         return True
 
+    def interference_follows_the_engine(self, phase: str) -> bool:
+        """Whether the interference that used up the re-runs is the engine's own: twice over, the
+        reference engine runs clean and, between the two, the contestant's engine is kept off its
+        CPUs again. Host noise that comes and goes (a backup, a burst of disk interrupts) seldom
+        lines up like that; an engine's own churn always does. One clean control would count a
+        trial that a passing burst disturbed."""
+        bundle = self.bundles[phase]
+        if not self.control_runs_clean(bundle):
+            return False
+        result, engine_exit = run_phase(
+            self.sandbox, self.binary, bundle, self.config, self.progress, timed=True
+        )
+        again = phase_outcome(phase, bundle, result, engine_exit, self.config.validity).metrics
+        return interfered(again, self.config.validity) and self.control_runs_clean(bundle)
+
     def run_once(self, phase: str, trial: int) -> bool:
         """One run of ``phase``; False when the judge discarded it (it is run again)."""
         bundle = self.bundles[phase]
@@ -290,7 +305,7 @@ class _Judging:
             reasons.append(why)
             if sum(map(len, self.invalid.values())) <= validity.max_reruns:
                 return False
-            if not (interfered(outcome.metrics, validity) and self.control_runs_clean(bundle)):
+            if not (interfered(outcome.metrics, validity) and self.interference_follows_the_engine(phase)):
                 raise InfrastructureError(
                     f"no valid trial of phase {phase} after re-runs: {'; '.join(reasons)}"
                 )

@@ -112,7 +112,7 @@ def test_an_engine_that_interferes_with_itself_is_measured_once_a_control_trial_
     bomb's churn): here a hog beside every phase C replay of the contestant's engine, none beside
     the judge's control trial of its reference engine."""
     cfg = replace(QUICK, trials=1, validity=replace(NOISY_HOST, max_reruns=1))
-    hog = Hog(times=2)
+    hog = Hog(times=3)  # the trial, its re-run, and the confirmation between two controls
     v = judge_binary(engines / "engine", cfg, progress=hog).verdict
     hog.wait()
     assert v.status == "finished", v.reason
@@ -126,6 +126,18 @@ def test_an_engine_that_interferes_with_itself_is_measured_once_a_control_trial_
     hog = Hog(times=2)
     with pytest.raises(InfrastructureError, match="kept the engine off its CPUs"):  # no control: no verdict
         judge_binary(engines / "engine", replace(cfg, control_engine=None), progress=hog)
+    hog.wait()
+    assert_nothing_left()
+
+
+def test_a_burst_that_passes_is_not_counted_as_the_engines_own(engines):
+    """One disturbed trial, then a clean control and a clean re-run of the engine: the host's
+    noise came and went, so nothing the burst touched counts and the judging is the judge's failure
+    (retried later), not a score."""
+    cfg = replace(QUICK, trials=1, validity=replace(NOISY_HOST, max_reruns=0))
+    hog = Hog(times=1)
+    with pytest.raises(InfrastructureError, match="no valid trial of phase C"):
+        judge_binary(engines / "engine", cfg, progress=hog)
     hog.wait()
     assert_nothing_left()
 

@@ -187,9 +187,10 @@ def judging(
             except InfrastructureError as exc:
                 # A host's bursts (a container's copy-on-start, a backup) last seconds to a
                 # minute: each retry waits four times longer (5, 20 s) to get past one.
-                wait_s = 5 * 4**context.retry_number
-                context.log.error(f"judge infrastructure failure, will retry in {wait_s} s: {exc}")
-                raise dg.RetryRequested(max_retries=2, seconds_to_wait=wait_s) from exc
+                retries, wait_s = 2, 5 * 4**context.retry_number
+                then = f"will retry in {wait_s} s" if context.retry_number < retries else "no retry left"
+                context.log.error(f"judge infrastructure failure, {then}: {exc}")
+                raise dg.RetryRequested(max_retries=retries, seconds_to_wait=wait_s) from exc
         result.verdict.calibration = calibration  # the slot's health when this verdict was made
         verdict = result.verdict.to_obj()
         columns = result.telemetry.columns

@@ -56,15 +56,29 @@ def foreground(cpus: tuple[int, ...] | None = None) -> None:
 
 
 @contextlib.contextmanager
-def placed(cpus: tuple[int, ...]):
-    """Run a block in the foreground on ``cpus``, then restore this process's placement."""
+def placed(cpus: tuple[int, ...], every_thread: bool = False):
+    """Run a block in the foreground on ``cpus``, then restore this process's placement.
+
+    ``every_thread`` moves the process's other threads too (the judge's): a Dagster run worker's
+    log, event and heartbeat threads would otherwise wake on an engine's CPU (a run container is
+    not started in the background, as ``quantcraft up``'s children are) and the judge would
+    measure its own process as interference.
+    """
     affinity = os.sched_getaffinity(0)
     policy = os.sched_getscheduler(0)
     nice = os.getpriority(os.PRIO_PROCESS, 0)
+    others: dict[int, set[int]] = {}
+    for tid in map(int, os.listdir("/proc/self/task") if every_thread else ()):
+        with contextlib.suppress(OSError):  # a thread that has just ended
+            others[tid] = os.sched_getaffinity(tid)
+            os.sched_setaffinity(tid, cpus)
     foreground(cpus)
     try:
         yield
     finally:
+        for tid, before in others.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, before)
         os.sched_setaffinity(0, affinity)
         with contextlib.suppress(OSError):
             os.sched_setscheduler(0, policy, os.sched_param(0))

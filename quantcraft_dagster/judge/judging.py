@@ -195,7 +195,7 @@ def judge_binary(
         return JudgeResult(rejected(str(exc)), Telemetry())
     bundles = bundles or public_bundles(config.profile)
     sandbox = sandbox or BubblewrapSandbox(config.sandbox_limits())
-    with placed(config.loadgen_cpus):  # the judge itself stays off the engine's CPUs
+    with placed(config.loadgen_cpus, every_thread=True):  # the judge stays off the engine's CPUs
         result = _Judging(binary, config, sandbox, bundles, progress).run()
     verdict = result.verdict
     verdict.binary = {"size": info.size, "sha256": info.sha256, "linkage": info.linkage}

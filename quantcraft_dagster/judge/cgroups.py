@@ -242,13 +242,31 @@ class PlatformGroup:
         return self.path / "freezer.state", "FROZEN", "THAWED"
 
 
-def remove_orphans(cpus: set[int], root: Path = ROOT) -> list[str]:
-    """Remove the empty engine groups pinned to ``cpus`` alone; returns their names.
+def _kill_members(dirs: list[Path], timeout: float = 5.0) -> None:
+    """SIGKILL every process in ``dirs`` until none is left (or ``timeout``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = set()
+        for d in dirs:
+            with contextlib.suppress(OSError):
+                pids |= {int(p) for p in (d / "cgroup.procs").read_text().split()}
+        if not pids:
+            return
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
 
-    Called by a judge that holds the slot locks of ``cpus`` (``judge.slots``): a live judging on
-    these CPUs would hold them, so such a group was left by a judging killed with its worker (its
-    engine died with it: bubblewrap's ``--die-with-parent``). ``rmdir`` refuses a group that still
-    holds a process, so nothing running is ever touched.
+
+def remove_orphans(cpus: set[int], root: Path = ROOT) -> list[str]:
+    """Remove the engine groups pinned to ``cpus`` alone, killing what is left in them; returns
+    their names.
+
+    Called by a judge that holds the slot locks of ``cpus`` (``judge.slots``) before it starts an
+    engine: a live judging on these CPUs would hold them, so such a group was left by a judging
+    killed with its worker. Its engine usually died with it (bubblewrap's ``--die-with-parent``),
+    but not always the outer ``bwrap`` (seen after a judge host's SIGKILL in the scale-out test):
+    whatever is still in the group is the dead judging's and is killed.
     """
     version = detect_version(root)
     parent = root / PARENT if version == 2 else root / "cpuset" / PARENT
@@ -261,6 +279,7 @@ def remove_orphans(cpus: set[int], root: Path = ROOT) -> list[str]:
         if not text or not set(parse_cpu_list(text)) <= cpus:
             continue
         dirs = [group] if version == 2 else list(root.glob(f"*/{PARENT}/{group.name}"))
+        _kill_members(dirs)
         try:
             for d in dirs:
                 d.rmdir()

@@ -6,7 +6,9 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -60,13 +62,21 @@ def test_slots_of_another_shape_never_share_a_cpu(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="creates cgroups")
-def test_a_dead_judgings_empty_engine_group_is_removed_by_the_next_holder_of_its_cpus(tmp_path):
+def test_a_dead_judgings_engine_group_is_emptied_and_removed_by_the_next_holder_of_its_cpus(tmp_path):
+    """What a judge host's SIGKILL can leave: an engine group still holding the outer ``bwrap``
+    (here a stand-in process). The next judging on those CPUs kills it and removes the group."""
     left = cgroups.create("engine-orphantest", cgroups.CgroupLimits(cpus=(1,)))
     other = cgroups.create("engine-othercpus", cgroups.CgroupLimits(cpus=(0, 1)))
+    survivor = subprocess.Popen(["sleep", "60"])
+    for path in left.procs_files():
+        Path(path).write_text(str(survivor.pid))
     try:
         with take_slot(tmp_path, [Slot((1,), ())]):
+            assert survivor.wait(5) == -signal.SIGKILL
             assert all(not d.exists() for d in left.dirs)
             assert all(d.exists() for d in other.dirs), "a group on CPUs outside the slot was touched"
     finally:
+        survivor.kill()
+        survivor.wait()
         left.remove()
         other.remove()

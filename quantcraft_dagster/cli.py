@@ -89,23 +89,35 @@ def _spread(values: list[float | None]) -> dict[str, float | None]:
 def _cmd_judge(args: argparse.Namespace) -> int:
     from .core.bundle import official_bundles
     from .judge.judging import JudgeConfig, judge_binary
+    from .judge.slots import host_slots, take_slot
 
-    config = JudgeConfig(profile=args.profile, port=args.port, validity=settings.current().validity())
-    sandbox = None  # judge_binary's default: bubblewrap
-    if args.sandbox == "docker":
-        from .judge.docker_sandbox import DockerSandbox
-
-        sandbox = DockerSandbox.for_config(config, settings.current().sandbox_image)
+    configured = settings.current()
     show = None if args.quiet else _progress_printer(sys.stderr)
     official, submission = _official_scope(args)
     bundles = None  # judge_binary's default: the profile's public traces
     if official:
-        bundles = official_bundles(args.profile, settings.current().organisers_secret(), submission)
+        bundles = official_bundles(args.profile, configured.organisers_secret(), submission)
     verdicts = []
-    for i in range(args.repeat):
-        if args.repeat > 1 and show:
-            sys.stderr.write(f"judging {i + 1} of {args.repeat}\n")
-        verdicts.append(judge_binary(Path(args.binary), config, show, sandbox, bundles).verdict.to_obj())
+    # A judging slot like any other judging on this host (a worker's, `quantcraft up`'s): it waits
+    # for one, and no other judging shares its CPUs or takes its engine for a dead judging's.
+    slots = host_slots(configured.judge_cpus, configured.cpus_per_slot)
+    with take_slot(configured.slots_dir, slots) as slot:
+        config = JudgeConfig(
+            profile=args.profile,
+            port=args.port,
+            validity=configured.validity(),
+            engine_cpus=slot.engine_cpus,
+            loadgen_cpus=slot.loadgen_cpus,
+        )
+        sandbox = None  # judge_binary's default: bubblewrap
+        if args.sandbox == "docker":
+            from .judge.docker_sandbox import DockerSandbox
+
+            sandbox = DockerSandbox.for_config(config, configured.sandbox_image)
+        for i in range(args.repeat):
+            if args.repeat > 1 and show:
+                sys.stderr.write(f"judging {i + 1} of {args.repeat}\n")
+            verdicts.append(judge_binary(Path(args.binary), config, show, sandbox, bundles).verdict.to_obj())
     result = verdicts[0] if args.repeat == 1 else _with_spread(verdicts)
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")

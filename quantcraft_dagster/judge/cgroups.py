@@ -50,6 +50,17 @@ class Cgroup(abc.ABC):
     def __init__(self, dirs: list[Path]) -> None:
         self.dirs = dirs
 
+    @classmethod
+    def existing(cls, root: Path, name: str) -> Cgroup:
+        """A group made earlier (a dead judging's), to empty and remove: nothing is created."""
+        group = cls.__new__(cls)
+        group._locate(root, name)
+        return group
+
+    @abc.abstractmethod
+    def _locate(self, root: Path, name: str) -> None:
+        """Set the group's paths and ``dirs`` (creating nothing)."""
+
     def procs_files(self) -> list[str]:
         """Paths the sandbox's first process writes its pid to (from preexec, so plain strings)."""
         return [str(d / "cgroup.procs") for d in self.dirs]
@@ -101,14 +112,9 @@ class CgroupV1(Cgroup):
     version = 1
 
     def __init__(self, root: Path, name: str, limits: CgroupLimits) -> None:
-        self.root = root
-        self.mem = self._make("memory", name)
-        self.pid = self._make("pids", name)
-        self.cpuset = self._make("cpuset", name)
-        self.freezer = self._make("freezer", name) if (root / "freezer").is_dir() else None
-        self.cpuacct = self._make("cpuacct", name) if (root / "cpuacct").is_dir() else None
-        dirs = [self.mem, self.pid, self.cpuset] + [d for d in (self.freezer, self.cpuacct) if d]
-        super().__init__(dirs)
+        self._locate(root, name)
+        for d in self.dirs:
+            self._make(d)
         _write(self.mem / "memory.limit_in_bytes", str(limits.memory_bytes))
         memsw = self.mem / "memory.memsw.limit_in_bytes"
         if memsw.exists():
@@ -119,16 +125,22 @@ class CgroupV1(Cgroup):
         _write(self.cpuset / "cpuset.cpus", cpus)
         _write(self.cpuset / "cpuset.mems", (root / "cpuset" / "cpuset.mems").read_text().strip())
 
-    def _make(self, controller: str, name: str) -> Path:
-        parent = self.root / controller / PARENT
+    def _locate(self, root: Path, name: str) -> None:
+        self.root = root
+        self.mem, self.pid, self.cpuset = (root / c / PARENT / name for c in ("memory", "pids", "cpuset"))
+        self.freezer = root / "freezer" / PARENT / name if (root / "freezer").is_dir() else None
+        self.cpuacct = root / "cpuacct" / PARENT / name if (root / "cpuacct").is_dir() else None
+        dirs = [self.mem, self.pid, self.cpuset] + [d for d in (self.freezer, self.cpuacct) if d]
+        super().__init__(dirs)
+
+    def _make(self, path: Path) -> None:
+        parent = path.parent
         if not parent.exists():
             parent.mkdir()
-            if controller == "cpuset":  # a v1 cpuset child starts empty; inherit the root's
+            if parent.parent.name == "cpuset":  # a v1 cpuset child starts empty; inherit the root's
                 for key in ("cpuset.cpus", "cpuset.mems"):
                     _write(parent / key, (self.root / "cpuset" / key).read_text().strip())
-        path = parent / name
         path.mkdir()
-        return path
 
     def _freeze(self, frozen: bool) -> None:
         if self.freezer is None:
@@ -160,9 +172,8 @@ class CgroupV2(Cgroup):
             if enable:
                 with contextlib.suppress(OSError):
                     _write(level / "cgroup.subtree_control", enable)
-        self.path = parent / name
+        self._locate(root, name)
         self.path.mkdir()
-        super().__init__([self.path])
         if (self.path / "memory.max").exists():
             _write(self.path / "memory.max", str(limits.memory_bytes))
             with contextlib.suppress(OSError):
@@ -171,6 +182,10 @@ class CgroupV2(Cgroup):
             _write(self.path / "pids.max", str(limits.pids))
         if limits.cpus and (self.path / "cpuset.cpus").exists():
             _write(self.path / "cpuset.cpus", ",".join(map(str, limits.cpus)))
+
+    def _locate(self, root: Path, name: str) -> None:
+        self.path = root / PARENT / name
+        super().__init__([self.path])
 
     def kill_all(self, timeout: float = 10.0) -> bool:
         kill = self.path / "cgroup.kill"
@@ -242,22 +257,6 @@ class PlatformGroup:
         return self.path / "freezer.state", "FROZEN", "THAWED"
 
 
-def _kill_members(dirs: list[Path], timeout: float = 5.0) -> None:
-    """SIGKILL every process in ``dirs`` until none is left (or ``timeout``)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pids = set()
-        for d in dirs:
-            with contextlib.suppress(OSError):
-                pids |= {int(p) for p in (d / "cgroup.procs").read_text().split()}
-        if not pids:
-            return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
-
-
 def remove_orphans(cpus: set[int], root: Path = ROOT) -> list[str]:
     """Remove the engine groups pinned to ``cpus`` alone, killing what is left in them; returns
     their names.
@@ -278,12 +277,10 @@ def remove_orphans(cpus: set[int], root: Path = ROOT) -> list[str]:
             continue
         if not text or not set(parse_cpu_list(text)) <= cpus:
             continue
-        dirs = [group] if version == 2 else list(root.glob(f"*/{PARENT}/{group.name}"))
-        _kill_members(dirs)
-        try:
-            for d in dirs:
-                d.rmdir()
-        except OSError:
+        orphan = (CgroupV2 if version == 2 else CgroupV1).existing(root, group.name)
+        if not orphan.kill_all(timeout=5.0):
             continue
-        removed.append(group.name)
+        orphan.remove()
+        if not any(d.exists() for d in orphan.dirs):
+            removed.append(group.name)
     return removed

@@ -4,6 +4,7 @@ client-bound phase B is flagged; a judge that cannot get valid trials gives up a
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from quantcraft_dagster.core.trial import ValidityConfig
+from quantcraft_dagster.judge import judging
 from quantcraft_dagster.judge.judging import InfrastructureError, JudgeConfig, judge_binary
 
 from .helpers import NOISY_HOST, assert_nothing_left
@@ -127,6 +129,65 @@ def test_an_engine_that_interferes_with_itself_is_measured_once_a_control_trial_
     with pytest.raises(InfrastructureError, match="kept the engine off its CPUs"):  # no control: no verdict
         judge_binary(engines / "engine", replace(cfg, control_engine=None), progress=hog)
     hog.wait()
+    assert_nothing_left()
+
+
+class Interference:
+    """Replaces the interference the judge measured over each timed replay with a scripted share:
+    real engines and replays, only the figure the control rule reads is chosen (phase B's: none),
+    so each line-up of the rule is tested exactly, not left to whether a hog registered here."""
+
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, contestant: list[float], control: list[float]
+    ) -> None:
+        self.script = {"contestant": list(contestant), "control": list(control)}
+        real = judging.run_phase
+
+        def scripted(sandbox, binary, bundle, config, progress, timed=False):
+            result, engine_exit = real(sandbox, binary, bundle, config, progress, timed)
+            if bundle.spec.phase == "B":
+                result.interference_ns = 0
+            elif bundle.spec.phase == "C":
+                who = "control" if binary == config.control_engine else "contestant"
+                result.interference_ns = int(self.script[who].pop(0) * result.wall_s * 1e9)
+            return result, engine_exit
+
+        monkeypatch.setattr(judging, "run_phase", scripted)
+
+
+DISTURBED, CLEAN = 0.2, 0.0
+
+
+@pytest.mark.parametrize(
+    ("contestant", "control", "counts"),
+    [
+        # the trial and its re-run disturbed, the control clean, the engine disturbed again, the
+        # control clean again: the engine's own doing, measured as it is
+        ([DISTURBED, DISTURBED, DISTURBED], [CLEAN, CLEAN], True),
+        # ... but the engine run again clean: a burst that came and went
+        ([DISTURBED, DISTURBED, CLEAN], [CLEAN], False),
+        # ... but the second control disturbed: the host is noisy now
+        ([DISTURBED, DISTURBED, DISTURBED], [CLEAN, DISTURBED], False),
+        # the first control disturbed: nothing is learnt, the engine is not run again
+        ([DISTURBED, DISTURBED], [DISTURBED], False),
+    ],
+    ids=["follows-the-engine", "burst-passed", "host-noisy-after", "host-noisy-before"],
+)
+def test_interference_counts_as_the_engines_own_only_when_it_follows_the_engine(
+    engines, monkeypatch, tmp_path, contestant, control, counts
+):
+    cfg = replace(QUICK, trials=1, validity=replace(NOISY_HOST, max_reruns=1))
+    engine = tmp_path / "engine"  # the correct engine, at another path than the judge's control
+    shutil.copy2(engines / "engine", engine)
+    script = Interference(monkeypatch, contestant, control)
+    if counts:
+        v = judge_binary(engine, cfg).verdict
+        assert v.status == "finished", v.reason
+        assert v.trials["C"][0].interference == pytest.approx(DISTURBED) and v.control_interference == CLEAN
+    else:
+        with pytest.raises(InfrastructureError, match="kept the engine off its CPUs"):
+            judge_binary(engine, cfg)
+    assert script.script == {"contestant": [], "control": []}  # each run the rule asked for, no more
     assert_nothing_left()
 
 

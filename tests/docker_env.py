@@ -44,6 +44,15 @@ def app_image(docker_client, sandbox_image) -> str:
     return APP_IMAGE
 
 
+def restart_daemon() -> None:
+    """Stop the Docker daemon as a host's service manager would (SIGTERM: it stops every container,
+    no live-restore) and start it again with scripts/dockerd.sh."""
+    pid = subprocess.run(["pgrep", "-o", "-x", "dockerd"], capture_output=True, text=True, check=True)
+    subprocess.run(["kill", "-TERM", pid.stdout.strip()], check=True)
+    subprocess.run(["timeout", "90", "tail", f"--pid={pid.stdout.strip()}", "-f", "/dev/null"], check=True)
+    subprocess.run(["bash", str(ROOT / "scripts" / "dockerd.sh")], check=True)
+
+
 def sandbox_leftovers(client: docker.DockerClient) -> list[str]:
     """Names of every engine container or volume still on the daemon."""
     containers = client.containers.list(all=True, filters={"label": LABEL})

@@ -11,6 +11,7 @@ import uuid
 import docker
 import pytest
 
+from quantcraft_dagster.judge import docker_sandbox
 from quantcraft_dagster.judge.docker_sandbox import (
     EXPIRES_LABEL,
     JUDGING_LABEL,
@@ -19,7 +20,10 @@ from quantcraft_dagster.judge.docker_sandbox import (
     DockerSandbox,
     reap,
 )
+from quantcraft_dagster.judge.judging import judge_binary
 from quantcraft_dagster.judge.sandbox import SandboxLimits
+from tests.docker_env import app_image, restart_daemon, sandbox_leftovers  # noqa: F401 (fixture)
+from tests.judge.helpers import FAST
 
 
 @pytest.fixture
@@ -86,3 +90,36 @@ def test_reaper_removes_only_finished_judgings(docker_client, sandbox_image):
         for container in (live, expired, orphan):
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
+
+
+def test_a_restarted_daemon_leaves_nothing_the_next_judging_trips_on(
+    docker_client,
+    sandbox_image,
+    app_image,  # noqa: F811 (fixture)
+    engines,
+    monkeypatch,
+):
+    """The daemon restarted mid-judging (no live-restore) stops every container: the run container
+    judging, and its engine. The next judging on the host reaps the dead judging's engine and
+    volume (its judge's container no longer runs), then judges as before."""
+    judge = docker_client.containers.run(
+        app_image, ["sleep", "infinity"], detach=True, init=True, network_mode="none"
+    )
+    try:
+        monkeypatch.setattr(docker_sandbox, "_own_container_id", lambda: judge.id)
+        dead = DockerSandbox(FAST.sandbox_limits(), sandbox_image, client=docker_client).start(
+            engines / "engine", 8080
+        )
+        monkeypatch.undo()
+        restart_daemon()
+        left = docker_client.containers.list(
+            all=True, filters={"label": f"{JUDGING_LABEL}={dead.container.labels[JUDGING_LABEL]}"}
+        )
+        assert [c.status for c in left] == ["exited"], "the restart did not leave the engine behind"
+        sandbox = DockerSandbox(FAST.sandbox_limits(), sandbox_image, client=docker_client)
+        assert sandbox_leftovers(docker_client) == []
+        verdict = judge_binary(engines / "engine", FAST, sandbox=sandbox).verdict
+        assert verdict.status == "finished" and verdict.scores.correctness == 100.0, verdict.reason
+        assert sandbox_leftovers(docker_client) == []
+    finally:
+        judge.remove(force=True)

@@ -170,7 +170,15 @@ class S3Bucket:
             region_name=region,
             aws_access_key_id=access_key,
             aws_secret_access_key=secret_key,
-            config=Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"}),
+            # botocore waits 60 s per connect and per read by default: an endpoint that hangs (MinIO
+            # down behind a live address) would hold a sensor tick for minutes past the daemon's own
+            # timeout. Bounded here, a tick fails fast and the next one lists again.
+            config=Config(
+                connect_timeout=5,
+                read_timeout=30,
+                retries={"max_attempts": 5, "mode": "standard"},
+                s3={"addressing_style": "path"},
+            ),
         )
         self.transfers = TransferManager(
             self.client,

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.scheduler.instigation import TickStatus  # not exported: ticks are the daemon's
 
 from quantcraft_dagster.judge.docker_sandbox import JUDGING_LABEL, LABEL, OWNER_LABEL
 from quantcraft_dagster.lifecycle import CONTESTANT_TAG
@@ -52,9 +53,11 @@ def wait_for(
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; state: {state()}")
 
 
-def assert_no_failed_run(instance: dg.DagsterInstance) -> None:
-    """Fail at once rather than wait out a timeout when a judging run has already failed."""
-    failed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+def assert_no_failed_run(instance: dg.DagsterInstance, contestant: str) -> None:
+    """Fail at once rather than wait out a timeout when a contestant's judging run has failed."""
+    failed = instance.get_runs(
+        dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], tags={CONTESTANT_TAG: contestant})
+    )
     if failed:
         run_id = failed[0].run_id
         events = instance.all_logs(
@@ -78,6 +81,46 @@ def stack_bucket(stack: dict[str, str]) -> S3Bucket:
         access_key=stack["QUANTCRAFT_S3_ACCESS_KEY"],
         secret_key=stack["QUANTCRAFT_S3_SECRET_KEY"],
     )
+
+
+def leaderboard(stack: dict[str, str]) -> list[dict]:
+    url = f"http://127.0.0.1:{stack['QUANTCRAFT_LEADERBOARD_PORT']}/api/leaderboard"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return json.load(resp)["leaderboard"]
+
+
+def service(client, stack: dict[str, str], name: str):  # docker.models.containers.Container
+    (container,) = client.containers.list(
+        filters={
+            "label": [
+                f"com.docker.compose.project={stack['COMPOSE_PROJECT_NAME']}",
+                f"com.docker.compose.service={name}",
+            ]
+        }
+    )
+    return container
+
+
+def engines_of(instance: dg.DagsterInstance, client, contestant: str) -> list:
+    """The contestant's engine containers only: the hourly calibration may start one of its own."""
+    runs = {r.run_id for r in instance.get_runs(dg.RunsFilter(tags={CONTESTANT_TAG: contestant}))}
+    return [c for c in client.containers.list(filters={"label": LABEL}) if c.labels[JUDGING_LABEL] in runs]
+
+
+def scored_once(instance: dg.DagsterInstance, contestant: str) -> list[dg.DagsterRun] | None:
+    """The contestant's runs once their one submission has exactly one score and no run is left
+    to finish; None while it is still being judged."""
+    partitions = [k for k in instance.get_dynamic_partitions("submissions") if k.startswith(f"{contestant}-")]
+    if not partitions:
+        return None
+    (partition,) = partitions
+    runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": partition}))
+    if not runs or any(not r.is_finished for r in runs):
+        return None
+    scores = instance.fetch_materializations(dg.AssetKey("score"), limit=1000).records
+    count = [r.partition_key for r in scores].count(partition)
+    assert count <= 1, f"{contestant} scored {count} times"
+    return runs if count == 1 else None
 
 
 @pytest.fixture(scope="module")
@@ -107,8 +150,9 @@ def stack(offline_images, docker_client, tmp_path_factory) -> Iterator[dict[str,
         # This shared 2-core VM is noisy: the validity bounds are relaxed here, never in production.
         fh.write("QUANTCRAFT_MAX_SEND_LAG_P99_US=20000\nQUANTCRAFT_MAX_INTERFERENCE=0.05\n")
         fh.writelines(f"{name}={port}\n" for name, port in ports.items())
-    env = read_env(env_file)
-    project = ["-p", f"qc{uuid.uuid4().hex[:8]}", "--env-file", str(env_file)]
+    name = f"qc{uuid.uuid4().hex[:8]}"
+    env = {**read_env(env_file), "COMPOSE_PROJECT_NAME": name}
+    project = ["-p", name, "--env-file", str(env_file)]
     try:
         subprocess.run([*COMPOSE, *project, "up", "-d"], check=True, cwd=ROOT)
         yield env
@@ -147,13 +191,10 @@ def test_compose_config_needs_the_generated_secrets(tmp_path):
 
 def test_an_upload_is_judged_through_docker_run_launcher(stack, instance, engines, docker_client):  # noqa: F811
     stack_bucket(stack).put_bytes("submissions/alice/engine", (engines / "engine").read_bytes())
-    board_url = f"http://127.0.0.1:{stack['QUANTCRAFT_LEADERBOARD_PORT']}/api/leaderboard"
 
     def alice_scored():
-        assert_no_failed_run(instance)
-        with urllib.request.urlopen(board_url, timeout=5) as resp:
-            board = json.load(resp)["leaderboard"]
-        return [row for row in board if row["contestant"] == "alice"]
+        assert_no_failed_run(instance, "alice")
+        return [row for row in leaderboard(stack) if row["contestant"] == "alice"]
 
     (row,) = wait_for(alice_scored, 600, "alice's score on the leaderboard")
     assert row["correctness"] == 100.0, row
@@ -176,11 +217,8 @@ def test_a_killed_run_worker_is_failed_by_monitoring_and_retried_once(
     stack_bucket(stack).put_bytes("submissions/bob/engine", (engines / "engine").read_bytes())
 
     def engine_running():
-        """Bob's engine only: the hourly calibration may start an engine of its own meanwhile."""
-        assert_no_failed_run(instance)
-        bobs = {r.run_id for r in instance.get_runs(dg.RunsFilter(tags={CONTESTANT_TAG: "bob"}))}
-        engines = docker_client.containers.list(filters={"label": LABEL})
-        return [c for c in engines if c.labels[JUDGING_LABEL] in bobs]
+        assert_no_failed_run(instance, "bob")
+        return engines_of(instance, docker_client, "bob")
 
     (engine,) = wait_for(engine_running, 300, "bob's engine to start")
     docker_client.containers.get(engine.labels[OWNER_LABEL]).kill()
@@ -202,4 +240,54 @@ def test_a_killed_run_worker_is_failed_by_monitoring_and_retried_once(
     assert len(runs) == 2
     scores = instance.fetch_materializations(dg.AssetKey("score"), limit=1000).records
     assert [r.partition_key for r in scores].count(partition) == 1
+    assert sandbox_leftovers(docker_client) == []
+
+
+def sensor_ticks(instance: dg.DagsterInstance, after: float) -> list:
+    """The submission sensor's ticks since ``after`` (epoch seconds), newest first."""
+    (state,) = [s for s in instance.all_instigator_state() if s.name == "submission_sensor"]
+    return list(instance.get_ticks(state.instigator_origin_id, state.selector_id, after=after))
+
+
+def test_the_sensor_resumes_after_the_bucket_was_down_a_minute(stack, instance, engines, docker_client):  # noqa: F811
+    """MinIO unreachable for a minute (paused: connections hang, the harsher failure): no sensor
+    tick can list the bucket meanwhile, then the sensor lists again from its cursor. An upload
+    made just before the outage is judged exactly once, and no earlier upload is requested again."""
+    before = set(instance.get_dynamic_partitions("submissions"))
+    stack_bucket(stack).put_bytes("submissions/carol/engine", (engines / "engine").read_bytes())
+    bucket = service(docker_client, stack, "minio")
+    bucket.pause()
+    down_at = time.time()
+    try:
+        time.sleep(60)
+    finally:
+        bucket.unpause()
+        up_at = time.time()
+    ticks = lambda: sensor_ticks(instance, down_at - 5)  # noqa: E731
+    runs = wait_for(lambda: scored_once(instance, "carol"), 600, "carol's one score", ticks)
+    assert runs[0].status == dg.DagsterRunStatus.SUCCESS  # the newest: the judging or its retry
+    now = set(instance.get_dynamic_partitions("submissions"))
+    assert before <= now and [k.split("-")[0] for k in now - before] == ["carol"]
+    assert any(row["contestant"] == "carol" for row in leaderboard(stack))
+    listed = (TickStatus.SUCCESS, TickStatus.SKIPPED)
+    during = [
+        t
+        for t in ticks()
+        if t.status in listed and down_at + 1 < t.timestamp < (t.end_timestamp or 0) < up_at
+    ]
+    assert not during, "a tick listed the bucket while it was down: the outage was not real"
+    assert any(t.status in listed and t.timestamp > up_at for t in ticks()), "the sensor did not resume"
+
+
+def test_a_postgres_restart_mid_judging_loses_nothing(stack, instance, engines, docker_client):  # noqa: F811
+    """Postgres restarted while a judging is in flight: the judging ends with one score (at once,
+    or through a retried run), and every score before it is still on the leaderboard."""
+    stack_bucket(stack).put_bytes("submissions/dave/engine", (engines / "engine").read_bytes())
+
+    wait_for(lambda: engines_of(instance, docker_client, "dave"), 300, "dave's engine to start")
+    ranked_before = {row["contestant"] for row in leaderboard(stack)}
+    service(docker_client, stack, "postgres").restart(timeout=5)
+    runs = wait_for(lambda: scored_once(instance, "dave"), 600, "dave's one score")
+    assert runs[0].status == dg.DagsterRunStatus.SUCCESS  # the newest: the judging or its retry
+    assert ranked_before | {"dave"} <= {row["contestant"] for row in leaderboard(stack)}
     assert sandbox_leftovers(docker_client) == []

@@ -20,6 +20,7 @@ from assets.traces import finals_expected_reports, finals_trace, official_bundle
 from quantcraft_dagster.core import keys
 from quantcraft_dagster.core.finals import CONFIDENCE, final_table, finalists, round_robin, run_record
 from quantcraft_dagster.judge.judging import InfrastructureError, judge_binary
+from quantcraft_dagster.lifecycle import JUDGING_POOL
 from resources import BucketResource, ContestResource, JudgingResource, SandboxResource, ScoringResource
 
 # A judging the judge itself failed is run again this often before the finals give up (never a
@@ -34,7 +35,7 @@ class FinalsConfig(dg.Config):
 
 @dg.asset(
     group_name="standings",
-    pool="judging",
+    pool=JUDGING_POOL,
     deps=[standings],
     kinds={"json", "bubblewrap"},
 )

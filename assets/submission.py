@@ -25,7 +25,7 @@ from quantcraft_dagster.judge.judging import (
     InfrastructureError,
     judge_binary,
 )
-from quantcraft_dagster.lifecycle import LIFECYCLE_ASSET
+from quantcraft_dagster.lifecycle import JUDGING_POOL, LIFECYCLE_ASSET, SLOT_METADATA
 from resources import (
     BucketResource,
     ContestResource,
@@ -34,6 +34,7 @@ from resources import (
     SandboxResource,
     ScoringResource,
 )
+from resources.io_manager import ALL_PARTITIONS, LazyPartitions
 
 BINARY_VALID = dg.AssetCheckSpec(
     "binary_valid", asset="submission_binary", description="x86-64 ELF executable"
@@ -135,9 +136,13 @@ assert tuple(TELEMETRY_SCHEMA.names) == TELEMETRY_COLUMNS
             kinds={"parquet"},
         ),
     },
+    # Every slot's calibration, read lazily: the judging reads the one of the slot it gets.
+    ins={
+        "calibration": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), metadata={ALL_PARTITIONS: True})
+    },
     partitions_def=submissions,
     group_name="judging",
-    pool="judging",
+    pool=JUDGING_POOL,
     check_specs=[TELEMETRY_COMPLETE],
 )
 def judging(
@@ -145,7 +150,7 @@ def judging(
     submission_binary: dict,
     official_trace: dict[str, list[bytes]],
     expected_reports: dict[str, list[bytes]],
-    calibration: dict,
+    calibration: LazyPartitions,  # every slot's, read when asked for
     bucket: BucketResource,
     sandbox: SandboxResource,
     judging: JudgingResource,
@@ -154,13 +159,15 @@ def judging(
 ):
     """Judge the binary on this judging's own official trace and answers, which it reads (fresh
     sandbox per phase and trial): one judging, two values, the verdict (naming the trace by its
-    ``trace_id``, never its seed) and the per-order telemetry it was decided from.
+    ``trace_id``, never its seed, and holding its slot's latest calibration) and the per-order
+    telemetry it was decided from.
 
     The pool ``judging`` has one slot per disjoint CPU set, so two judgings never share cores.
     Only a failure of the judge itself is retried; an engine's crash is a verdict.
     """
     config = judging.config(sandbox, scoring)
     columns = {name: [] for name in TELEMETRY_COLUMNS}
+    slot = None
     if not submission_binary["valid"]:
         verdict = rejected(submission_binary["reason"]).to_obj()
     else:
@@ -179,6 +186,7 @@ def judging(
             )
             try:
                 with sandbox.slot(config) as placed:
+                    slot = sandbox.slot_key(placed)
                     context.log.info(
                         f"judging on CPUs {placed.engine_cpus} (engine) + {placed.loadgen_cpus} (load)"
                         f" of {socket.gethostname()}"
@@ -191,15 +199,18 @@ def judging(
                 then = f"will retry in {wait_s} s" if context.retry_number < retries else "no retry left"
                 context.log.error(f"judge infrastructure failure, {then}: {exc}")
                 raise dg.RetryRequested(max_retries=retries, seconds_to_wait=wait_s) from exc
-        result.verdict.calibration = calibration  # the slot's health when this verdict was made
+        # The slot's health when this verdict was made.
+        never = {"valid": False, "slot": slot, "reason": "this slot was never calibrated"}
+        result.verdict.calibration = calibration.get(slot, never)
         verdict = result.verdict.to_obj()
         columns = result.telemetry.columns
     stage(context, "validating")
     table = pa.table(columns, schema=TELEMETRY_SCHEMA)
     verdict["profile"] = config.profile
-    yield dg.Output(
-        verdict, output_name="verdict", metadata={"status": verdict["status"], "reason": verdict["reason"]}
-    )
+    meta = {"status": verdict["status"], "reason": verdict["reason"]}
+    if slot is not None:
+        meta[SLOT_METADATA] = slot  # counted by the calibration sensor
+    yield dg.Output(verdict, output_name="verdict", metadata=meta)
     yield dg.Output(table, output_name="telemetry")
     expected_rows = sum(p["orders"] for p in verdict["phases"].values())
     unique = len(set(zip(columns["phase"], columns["trial"], columns["seq"], strict=True)))

@@ -416,7 +416,11 @@ To add a judge host (Debian 12, as root):
        QUANTCRAFT_CELERY_BROKER QUANTCRAFT_CELERY_BACKEND   (redis://CONTROL-HOST:6379/0 and /1)
        QUANTCRAFT_BUCKET_BACKEND=s3 QUANTCRAFT_S3_ENDPOINT QUANTCRAFT_S3_BUCKET
        AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY QUANTCRAFT_OFFICIAL_SECRET QUANTCRAFT_PROFILE
-  4. .venv/bin/quantcraft worker --name judge-07
+  4. QUANTCRAFT_JUDGE_HOST=judge-07 .venv/bin/quantcraft worker --name judge-07
+     (the host's name, unique: its slots' calibrations and its own queue go by it; default the
+     machine's host name). The worker first calibrates each of its slots (about 10 s a slot),
+     then takes runs from the judging queue and from its own queue (judging@judge-07: the hourly
+     calibrations of its slots).
   5. on the control host, raise max_concurrent_runs and the judging pool's default_limit in its
      dagster.yaml to the new total of slots (every worker prints its slots at start), then
      restart the daemon.

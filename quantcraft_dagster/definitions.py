@@ -10,6 +10,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets.calibration import (
+    calibrate_host,
     calibration,
     calibration_every_n_judgings,
     calibration_in_band,
@@ -100,8 +101,8 @@ defs = dg.Definitions(
 
 
 def prepare_judging() -> None:
-    """What must exist before the first judging (in ``$DAGSTER_HOME``'s instance): a fresh
-    calibration of this host's judging slot. Official traces are not made here: each judging
-    makes its own, and the finals job makes the finals' set."""
+    """What must exist before this host's first judging (in ``$DAGSTER_HOME``'s instance): its
+    judging slots, each a ``judge_slots`` partition, each freshly calibrated here, on its own CPUs.
+    Official traces are not made here: each judging makes its own, the finals job the finals' set."""
     with dg.DagsterInstance.get() as instance:
-        dg.materialize([calibration], instance=instance, resources=defs.resources)
+        calibrate_host(instance, defs.resources)

@@ -22,7 +22,11 @@ LIFECYCLE_ASSET = dg.AssetKey("submission_lifecycle")
 SCORE_ASSET = dg.AssetKey("score")
 METRICS_ASSET = dg.AssetKey("metrics")
 VERDICT_ASSET = dg.AssetKey("verdict")  # read by its owner only: it holds private diagnostics
+# In a verdict's metadata: the judging slot it was judged on (``judge.slots.slot_key``).
+SLOT_METADATA = "judge_slot"
 JOB_NAME = "judge_submission"
+# The Dagster pool of every step that judges: its limit is the judging slots of the contest.
+JUDGING_POOL = "judging"
 PARTITIONS = "submissions"
 QUEUED = "queued"
 # An upload over its contestant's limits: kept in the bucket, not judged unless the organiser

@@ -14,6 +14,7 @@ CLI). An empty value counts as unset: compose passes empty strings for unset var
 
 import os
 import secrets
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,17 @@ class Settings:
         ),
     ]
     # Judging slots of this host
+    judge_host: Annotated[
+        str,
+        Setting(
+            "QUANTCRAFT_JUDGE_HOST",
+            lambda _: socket.gethostname(),
+            "This judge host's name: its slots' calibrations and its own Celery queue"
+            " (`<judging queue>@<name>`) go by it; unique per host",
+            str,
+            "the host name",
+        ),
+    ]
     judge_cpus: Annotated[
         list[int] | None,
         Setting(
@@ -260,6 +272,11 @@ class Settings:
     def __repr__(self) -> str:
         shown = (f"{n}={'***' if s.secret else repr(getattr(self, n))}" for n, s in SETTINGS.items())
         return f"Settings({', '.join(shown)})"
+
+    def host_queue(self, host: str) -> str:
+        """The Celery queue only ``host``'s worker takes: work that must run there (its slots'
+        calibrations), beside the judging queue every worker takes."""
+        return f"{self.judging_queue}@{host}"
 
     def upload_limits(self) -> UploadLimits:
         return UploadLimits(self.uploads_per_window, self.upload_window_s, self.max_pending_uploads)

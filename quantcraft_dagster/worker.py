@@ -70,7 +70,8 @@ def _die_with_worker(**_: object) -> None:
 
 
 def run(name: str, loglevel: str, celery_args: list[str]) -> None:
-    """Start this host's worker in the foreground: one process per judging slot, the judging queue.
+    """Calibrate this host's slots, then start its worker in the foreground: one process per
+    judging slot, on the judging queue and on this host's own queue (its slots' calibrations).
 
     The worker itself runs SCHED_IDLE on the load generators' CPUs, so it never competes with an
     engine; a judging puts itself back in the foreground on its slot's CPUs.
@@ -82,13 +83,17 @@ def run(name: str, loglevel: str, celery_args: list[str]) -> None:
     for slot in slots:
         print(f"judging slot: engine CPUs {slot.engine_cpus}, load generator CPUs {slot.loadgen_cpus}")
     print(f"{len(slots)} slot(s): count them in the control host's max_concurrent_runs", flush=True)
+    from .definitions import prepare_judging  # the code location: loaded once, before the pool forks
+
+    prepare_judging()
+    print(f"calibrated the slots of {configured.judge_host}", flush=True)
     if celery_args[:1] == ["--"]:
         celery_args = celery_args[1:]
     background(tuple(sorted({cpu for slot in slots for cpu in slot.loadgen_cpus})))
     app.worker_main(
         [
             "worker",
-            f"--queues={configured.judging_queue}",
+            f"--queues={configured.judging_queue},{configured.host_queue(configured.judge_host)}",
             f"--concurrency={len(slots)}",
             "--pool=prefork",
             "--prefetch-multiplier=1",

@@ -17,7 +17,7 @@ from quantcraft_dagster.judge.cpus import split_cpus
 from quantcraft_dagster.judge.docker_sandbox import DockerSandbox
 from quantcraft_dagster.judge.judging import JudgeConfig
 from quantcraft_dagster.judge.sandbox import BubblewrapSandbox, Sandbox
-from quantcraft_dagster.judge.slots import Slot, host_slots, take_slot
+from quantcraft_dagster.judge.slots import Slot, host_of, host_slots, slot_key, take_slot
 from quantcraft_dagster.settings import ENV, Settings
 from quantcraft_dagster.storage.bucket import Bucket, connect
 
@@ -67,6 +67,7 @@ class SandboxResource(dg.ConfigurableResource):
     engine_cpus: list[int] = Field(default_factory=list)
     loadgen_cpus: list[int] = Field(default_factory=list)
     # The host's judging slots (judge.slots), unless engine_cpus/loadgen_cpus name the only one.
+    judge_host: str = Field(default_factory=lambda: settings.current().judge_host)
     judge_cpus: list[int] = Field(default_factory=lambda: settings.current().judge_cpus or [])
     cpus_per_slot: int = Field(default_factory=lambda: settings.current().cpus_per_slot)
     slots_dir: str = Field(default_factory=lambda: str(settings.current().slots_dir))
@@ -84,11 +85,27 @@ class SandboxResource(dg.ConfigurableResource):
             return [Slot(*self.cpus())]
         return host_slots(self.judge_cpus or None, self.cpus_per_slot)
 
+    def slot_keys(self) -> list[str]:
+        """This host's slots by name (``judge.slots.slot_key``): the partitions of their calibrations."""
+        return [slot_key(self.judge_host, slot) for slot in self.slots()]
+
+    def slot_key(self, config: JudgeConfig) -> str:
+        """The name of the slot ``config`` was placed on by :meth:`slot`."""
+        return slot_key(self.judge_host, Slot(config.engine_cpus, config.loadgen_cpus))
+
     @contextlib.contextmanager
-    def slot(self, config: JudgeConfig) -> Iterator[JudgeConfig]:
-        """``config`` placed on a free judging slot of this host, held for the block: whichever
-        worker or process judges, no two judgings on a host ever share a CPU (``judge.slots``)."""
-        with take_slot(Path(self.slots_dir), self.slots()) as slot:
+    def slot(self, config: JudgeConfig, key: str | None = None) -> Iterator[JudgeConfig]:
+        """``config`` placed on a free judging slot of this host (``key``: that slot, once free),
+        held for the block: whichever worker or process judges, no two judgings on a host ever
+        share a CPU (``judge.slots``)."""
+        slots = self.slots()
+        if key is not None:
+            if host_of(key) != self.judge_host:
+                raise dg.Failure(f"slot {key} is not on this host ({self.judge_host}): it must run there")
+            slots = [s for s in slots if slot_key(self.judge_host, s) == key]
+            if not slots:
+                raise dg.Failure(f"this host has no slot {key}: its slots are {', '.join(self.slot_keys())}")
+        with take_slot(Path(self.slots_dir), slots) as slot:
             yield replace(config, engine_cpus=slot.engine_cpus, loadgen_cpus=slot.loadgen_cpus)
 
     def sandbox(self, config: JudgeConfig) -> Sandbox:

@@ -5,6 +5,7 @@ writes storage itself. A value that was never materialized fails the reading ste
 partition and key it looked for, on both backends alike.
 """
 
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -16,6 +17,9 @@ from quantcraft_dagster.core import keys, trace
 from quantcraft_dagster.storage.bucket import Bucket
 
 from . import BucketResource
+
+# In an ``AssetIn``'s metadata: the input is every partition of a partitioned asset, read lazily.
+ALL_PARTITIONS = "all_partitions"
 
 
 class MissingAssetValue(dg.Failure):
@@ -46,9 +50,34 @@ class BucketJSONIOManager(dg.ConfigurableIOManager):
         self.bucket.client().put_bytes(keys.asset_value(context.asset_key.path, _partition(context)), data)
 
     def load_input(self, context: dg.InputContext) -> Any:
+        if context.definition_metadata.get(ALL_PARTITIONS):
+            return LazyPartitions(self.bucket.client(), context.asset_key.path, context.asset_partition_keys)
         partition = _partition(context)
         key = keys.asset_value(context.asset_key.path, partition)
         return orjson.loads(_read(self.bucket.client(), key, context, partition))
+
+
+class LazyPartitions(Mapping[str, Any]):
+    """Every partition's value of an asset, each read from the bucket when asked for: a judging
+    depends on every slot's calibration (a real edge) and reads the one of its own slot, not
+    hundreds. A partition with no stored value yet is absent."""
+
+    def __init__(self, client: Bucket, path: Sequence[str], partitions: Sequence[str]) -> None:
+        self.client, self.path, self.partitions = client, list(path), list(partitions)
+
+    def __getitem__(self, partition: str) -> Any:
+        if partition not in self.partitions:
+            raise KeyError(partition)
+        key = keys.asset_value(self.path, partition)
+        if self.client.head(key) is None:
+            raise KeyError(partition)
+        return orjson.loads(self.client.get_bytes(key))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.partitions)
+
+    def __len__(self) -> int:
+        return len(self.partitions)
 
 
 class TraceIOManager(dg.ConfigurableIOManager):

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 import assets.submission as submission_assets
-from assets.calibration import calibration
+from assets.calibration import calibrate_host, calibration
 from assets.traces import expected_reports, official_trace
 from quantcraft_dagster.judge.judging import InfrastructureError
 from resources import (
@@ -75,7 +75,7 @@ def _judge_partition(resources, binary: Path, partition: str = "p1", selection=J
     with contextlib.ExitStack() as stack:
         if instance is None:
             instance = stack.enter_context(dg.instance_for_test())
-            dg.materialize([calibration], resources=resources, instance=instance)
+            calibrate_host(instance, resources)
         instance.add_dynamic_partitions("submissions", [partition])
         result = dg.materialize(
             [calibration, *selection],
@@ -135,13 +135,20 @@ def test_the_score_asset_records_the_judges_scores_for_the_organisers_config(res
     assert verdict["traces"] == "official" and set(verdict["trace_versions"]) == {"A", "B", "C"}
     assert len(verdict["trace_id"]) == 12
     assert verdict["calibration"]["valid"] is True and verdict["calibration"]["at"]
+    # the calibration of the slot it was judged on, named in the verdict's metadata too
+    (slot,) = [
+        e.metadata
+        for e in result.asset_materializations_for_node("judging")
+        if e.asset_key.path == ["verdict"]
+    ]
+    assert verdict["calibration"]["slot"] == slot["judge_slot"].value == resources["sandbox"].slot_keys()[0]
 
 
 def test_two_judgings_of_one_binary_replay_different_official_traces(resources, engines):
     """Each judging reads its own partition's trace and answers: the same binary judged twice is
     checked against two traces, and each verdict names the trace its partition's asset holds."""
     with dg.instance_for_test() as instance:
-        dg.materialize([calibration], resources=resources, instance=instance)
+        calibrate_host(instance, resources)
         verdicts = {}
         for partition in ("t-20250101T000000-aa", "t-20250101T001000-bb"):
             result, _ = _judge_partition(resources, engines / "engine", partition, instance=instance)

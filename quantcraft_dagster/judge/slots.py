@@ -33,6 +33,17 @@ class Slot:
         return tuple(sorted(set(self.engine_cpus) | set(self.loadgen_cpus)))
 
 
+def slot_key(host: str, slot: Slot) -> str:
+    """A slot's name across the contest, e.g. ``judge-a@cpu2-3``: its host and its engine CPUs
+    (unique on a host, slots being disjoint). The ``judge_slots`` partition of its calibration."""
+    return f"{host}@cpu{'-'.join(map(str, slot.engine_cpus))}"
+
+
+def host_of(key: str) -> str:
+    """The host part of a :func:`slot_key`."""
+    return key.rsplit("@cpu", 1)[0]
+
+
 def host_slots(cpus: list[int] | None = None, per_slot: int = 4) -> list[Slot]:
     """As many slots as ``per_slot`` CPUs fit in the host, sharing its CPUs out evenly (the last
     takes any remainder); a host smaller than one slot is one slot of all its CPUs (2 cores:

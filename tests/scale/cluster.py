@@ -1,7 +1,7 @@
 """A scale-out cluster on one machine, for the scale-out test and bench/capacity_bench.py: the
-control host (a calibration, then the Dagster daemon with
-deploy/dagster-celery.yaml) and judge hosts (``quantcraft worker``), each "host" with its own state
-folder and Dagster home, all on the Postgres, Redis and S3 servers given."""
+control host (the Dagster daemon with deploy/dagster-celery.yaml) and judge hosts (``quantcraft
+worker``, which calibrates its slots first), each "host" with its own name, state folder and
+Dagster home, all on the Postgres, Redis and S3 servers given."""
 
 from __future__ import annotations
 
@@ -69,17 +69,20 @@ class Cluster:
         home = self.root / name
         (home / "dagster").mkdir(parents=True, exist_ok=True)
         (home / "dagster" / "dagster.yaml").write_text(yaml.safe_dump(instance_yaml(self.max_runtime_s)))
-        return {**self.env, "QUANTCRAFT_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+        return {
+            **self.env,
+            "QUANTCRAFT_HOME": str(home),
+            "DAGSTER_HOME": str(home / "dagster"),
+            "QUANTCRAFT_JUDGE_HOST": name,
+        }
 
     @property
     def control_home(self) -> Path:
         return self.root / "control" / "dagster"
 
     def start_control(self) -> None:
-        """A calibration first (what every judging reads), then the daemon (sensor, queue,
-        launcher, monitoring, retries)."""
-        prepare = "from quantcraft_dagster.definitions import prepare_judging; prepare_judging()"
-        subprocess.run([sys.executable, "-c", prepare], cwd=ROOT, env=self.host_env("control"), check=True)
+        """The daemon (sensor, queue, launcher, monitoring, retries); it judges nothing, so it has
+        no slot to calibrate."""
         self.start("control", [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")])
 
     def start_worker(self, name: str) -> None:

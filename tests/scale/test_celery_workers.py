@@ -23,6 +23,7 @@ import pytest
 from dagster._core.storage.tags import PARENT_RUN_ID_TAG
 
 from quantcraft_dagster import lifecycle
+from quantcraft_dagster.judge.slots import host_of
 from tests import servers
 from tests.judge.helpers import assert_nothing_left
 from tests.scale.cluster import TASK_ID_TAG, Cluster, cluster_env
@@ -74,7 +75,8 @@ def test_two_judge_hosts_share_the_queue_and_a_dead_hosts_judging_is_retried(clu
     started = time.monotonic()
     app = celery_app()
     home = cluster.control_home
-    wait_for(lambda: len(app.control.ping(timeout=1)) == 2, 60, "both workers up")
+    # Each worker calibrates its slot before it takes work: one after the other on the shared slot.
+    wait_for(lambda: len(app.control.ping(timeout=1)) == 2, 120, "both workers up")
 
     def worker_of(run: dg.DagsterRun) -> str | None:
         return app.AsyncResult(run.tags[TASK_ID_TAG]).worker if TASK_ID_TAG in run.tags else None
@@ -122,7 +124,7 @@ def test_two_judge_hosts_share_the_queue_and_a_dead_hosts_judging_is_retried(clu
         assert worker_of(retry) == cluster.node(survivor)
         cluster.start_worker(victim)  # the host comes back
         restarted_at = time.time()
-        wait_for(lambda: len(app.control.ping(timeout=1)) == 2, 60, "the restarted worker up")
+        wait_for(lambda: len(app.control.ping(timeout=1)) == 2, 120, "the restarted worker up")
         for i in range(4, 8):
             bucket.put_bytes(f"submissions/c{i}/engine", engine)
 
@@ -151,10 +153,20 @@ def test_two_judge_hosts_share_the_queue_and_a_dead_hosts_judging_is_retried(clu
         assert len(succeeded) == 8 and len({r.tags["dagster/partition"] for r in succeeded}) == 8
         workers = {r.run_id: worker_of(r) for r in succeeded}
         assert set(workers.values()) == {cluster.node("host-a"), cluster.node("host-b")}
+        # Each host calibrated its own slot, and each verdict holds the calibration of the slot
+        # it was judged on: one of the host that judged it.
+        calibrated = instance.fetch_materializations(dg.AssetKey("calibration"), limit=1000).records
+        assert {host_of(r.partition_key) for r in calibrated} == {"host-a", "host-b"}
+        verdicts = instance.fetch_materializations(dg.AssetKey("verdict"), limit=1000).records
+        for record in verdicts:
+            slot = record.asset_materialization.metadata[lifecycle.SLOT_METADATA].value
+            assert cluster.node(host_of(slot)) == workers[record.run_id], (slot, workers[record.run_id])
         assert failure.tags.get("dagster/will_retry") == "true"
         # Nothing else failed, whatever the job (standings and calibrations run on workers too).
         failed = instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
-        assert [r.run_id for r in failed] == [victim_run.run_id]
+        assert [r.run_id for r in failed] == [victim_run.run_id], [
+            (r.job_name, r.tags.get("dagster/partition"), r.run_id[:8]) for r in failed
+        ]
         all_runs = instance.get_run_records(dg.RunsFilter(job_name=lifecycle.JOB_NAME))
         records = {r.dagster_run.run_id: r for r in all_runs}
         after_restart = [

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 from dagster._core.scheduler.instigation import TickStatus  # not exported: ticks are the daemon's
 
 from quantcraft_dagster.judge.docker_sandbox import JUDGING_LABEL, LABEL, OWNER_LABEL
@@ -187,6 +188,37 @@ def test_compose_config_needs_the_generated_secrets(tmp_path):
     subprocess.run(["bash", str(ROOT / "deploy" / "init.sh"), str(env_file)], check=True)
     out = subprocess.run(config, cwd=ROOT, env=env, capture_output=True, check=True)
     assert read_env(env_file)["DAGSTER_PG_PASSWORD"].encode() in out.stdout
+
+
+def test_the_scale_out_control_host_adds_redis_and_the_celery_launcher(tmp_path):
+    """deploy/compose.celery.yml on the stack: Redis with the generated password, the Dagster
+    services on the CeleryRunLauncher instance with that broker, no slot of its own to calibrate,
+    and Redis and Postgres published only on the private address given (none: it refuses)."""
+    env_file = tmp_path / ".env"
+    subprocess.run(["bash", str(ROOT / "deploy" / "init.sh"), str(env_file)], check=True)
+    celery = [
+        "docker-compose",
+        "-f",
+        str(ROOT / "docker-compose.yml"),
+        "-f",
+        str(ROOT / "deploy" / "compose.celery.yml"),
+    ]
+    config = [*celery, "--env-file", str(env_file), "config"]
+    out = subprocess.run(config, cwd=ROOT, capture_output=True)
+    assert out.returncode != 0 and b"the private address judge hosts reach" in out.stderr
+    with env_file.open("a") as fh:
+        fh.write("QUANTCRAFT_CLUSTER_BIND=10.1.2.3\n")
+    stack = yaml.safe_load(subprocess.run(config, cwd=ROOT, capture_output=True, check=True).stdout)[
+        "services"
+    ]
+    password = read_env(env_file)["QUANTCRAFT_REDIS_PASSWORD"]
+    assert f"--requirepass {password}" in stack["redis"]["command"]  # docker-compose 1.29: a string
+    assert stack["redis"]["ports"] == ["10.1.2.3:6379:6379/tcp"]
+    for name in ("dagster-code", "dagster-webserver", "dagster-daemon"):
+        env = stack[name]["environment"]
+        assert env["DAGSTER_HOME"] == "/opt/dagster/celery", name  # the image's deploy/dagster-celery.yaml
+        assert env["QUANTCRAFT_CELERY_BROKER"] == f"redis://:{password}@redis:6379/0", name
+    assert stack["prepare"]["command"] == "true"
 
 
 def test_an_upload_is_judged_through_docker_run_launcher(stack, instance, engines, docker_client):  # noqa: F811

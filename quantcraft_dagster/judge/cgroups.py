@@ -33,7 +33,7 @@ def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
 
-def _read_int_field(path: Path, key: str) -> int:
+def read_int_field(path: Path, key: str) -> int:
     with contextlib.suppress(OSError):
         for line in path.read_text().splitlines():
             name, _, value = line.partition(" ")
@@ -149,7 +149,7 @@ class CgroupV1(Cgroup):
             _write(self.freezer / "freezer.state", "FROZEN" if frozen else "THAWED")
 
     def oom_killed(self) -> bool:
-        return _read_int_field(self.mem / "memory.oom_control", "oom_kill") > 0
+        return read_int_field(self.mem / "memory.oom_control", "oom_kill") > 0
 
     def memory_peak(self) -> int:
         return int((self.mem / "memory.max_usage_in_bytes").read_text())
@@ -199,14 +199,14 @@ class CgroupV2(Cgroup):
             _write(self.path / "cgroup.freeze", "1" if frozen else "0")
 
     def oom_killed(self) -> bool:
-        return _read_int_field(self.path / "memory.events", "oom_kill") > 0
+        return read_int_field(self.path / "memory.events", "oom_kill") > 0
 
     def memory_peak(self) -> int:
         peak = self.path / "memory.peak"
         return int(peak.read_text()) if peak.exists() else 0
 
     def cpu_ns(self) -> int:
-        return _read_int_field(self.path / "cpu.stat", "usage_usec") * 1_000
+        return read_int_field(self.path / "cpu.stat", "usage_usec") * 1_000
 
 
 def detect_version(root: Path = ROOT) -> int:

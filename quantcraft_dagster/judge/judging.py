@@ -186,7 +186,8 @@ def judge_binary(
     """Validate, then judge every phase; always returns a verdict for the engine's own failures.
 
     ``bundles`` are the traces and answers to judge with (the official ones, from the trace
-    assets, in the pipeline); by default the profile's public traces.
+    assets, in the pipeline); by default the profile's public traces. ``sandbox`` (default:
+    bubblewrap) is closed when the judging ends.
     """
     config = config or JudgeConfig()
     try:
@@ -195,8 +196,11 @@ def judge_binary(
         return JudgeResult(rejected(str(exc)), Telemetry())
     bundles = bundles or public_bundles(config.profile)
     sandbox = sandbox or BubblewrapSandbox(config.sandbox_limits())
-    with placed(config.loadgen_cpus, every_thread=True):  # the judge stays off the engine's CPUs
-        result = _Judging(binary, config, sandbox, bundles, progress).run()
+    try:
+        with placed(config.loadgen_cpus, every_thread=True):  # the judge stays off the engine's CPUs
+            result = _Judging(binary, config, sandbox, bundles, progress).run()
+    finally:
+        sandbox.close()  # the judging's engines are stopped: what they shared goes
     verdict = result.verdict
     verdict.binary = {"size": info.size, "sha256": info.sha256, "linkage": info.linkage}
     verdict.engine_cpus = len(config.engine_cpus)

@@ -121,6 +121,10 @@ class EngineExit:
 class Sandbox(Protocol):
     def start(self, binary: Path, port: int) -> RunningEngine: ...
 
+    def close(self) -> None:
+        """Release what the judging's engines shared (a Docker volume); the engines are stopped."""
+        ...
+
 
 def _system_binds() -> list[str]:
     """Read-only system dirs; merged-/usr symlinks are recreated rather than bound."""
@@ -148,6 +152,9 @@ class BubblewrapSandbox:
 
     def start(self, binary: Path, port: int) -> BubblewrapEngine:
         return BubblewrapEngine(self, binary, port)
+
+    def close(self) -> None:
+        """Nothing is shared between engines: each takes its binary from the host, read-only."""
 
 
 class BubblewrapEngine:

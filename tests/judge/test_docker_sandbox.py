@@ -7,6 +7,7 @@ import contextlib
 import os
 import time
 import uuid
+from collections.abc import Iterator
 
 import docker
 import pytest
@@ -18,6 +19,7 @@ from quantcraft_dagster.judge.docker_sandbox import (
     LABEL,
     OWNER_LABEL,
     DockerSandbox,
+    HostCgroup,
     reap,
 )
 from quantcraft_dagster.judge.judging import judge_binary
@@ -27,12 +29,15 @@ from tests.judge.helpers import FAST
 
 
 @pytest.fixture
-def sandbox(docker_client, sandbox_image) -> DockerSandbox:
+def sandbox(docker_client, sandbox_image) -> Iterator[DockerSandbox]:
     limits = SandboxLimits(cpus=(1,), pids=64)
-    return DockerSandbox(limits, sandbox_image, judging_id="run-1234", client=docker_client)
+    box = DockerSandbox(limits, sandbox_image, judging_id="run-1234", client=docker_client)
+    yield box
+    box.close()
+    assert sandbox_leftovers(docker_client) == []
 
 
-def test_container_is_hardened_as_designed(sandbox, engines):
+def test_container_is_hardened_as_designed(sandbox, engines, docker_client):
     engine = sandbox.start(engines / "engine", 8080)
     try:
         attrs = engine.container.attrs
@@ -51,7 +56,9 @@ def test_container_is_hardened_as_designed(sandbox, engines):
         assert attrs["Config"]["Labels"][JUDGING_LABEL] == "run-1234"
         (app,) = [m for m in attrs["Mounts"] if m["Destination"] == "/app"]
         assert app["Type"] == "volume" and app["RW"] is False
+        assert docker_client.volumes.get(app["Name"]).attrs["Labels"][JUDGING_LABEL] == "run-1234"
         assert os.readlink(engine.netns_path) != os.readlink("/proc/self/ns/net")
+        assert engine.cgroup is not None  # a judge on the host reads the engine's cgroup, not the API
     finally:
         done = engine.stop()
     assert done.code == 0 and not done.died_early and not done.oom_killed
@@ -69,6 +76,19 @@ def test_start_to_listening_is_quick(sandbox, engines):
         assert time.monotonic() - start < 2.0
     finally:
         engine.stop()
+
+
+def test_the_engines_of_a_judging_share_one_copy_of_its_binary(sandbox, engines, docker_client):
+    def app_volume(engine) -> str:
+        (app,) = [m["Name"] for m in engine.container.attrs["Mounts"] if m["Destination"] == "/app"]
+        engine.stop()
+        return app
+
+    first = app_volume(sandbox.start(engines / "engine", 8080))
+    assert app_volume(sandbox.start(engines / "engine", 8080)) == first
+    assert app_volume(sandbox.start(engines / "trivial", 8080)) != first  # another binary, its own
+    sandbox.close()
+    assert sandbox_leftovers(docker_client) == []
 
 
 def test_reaper_removes_only_finished_judgings(docker_client, sandbox_image):
@@ -123,3 +143,23 @@ def test_a_restarted_daemon_leaves_nothing_the_next_judging_trips_on(
         assert sandbox_leftovers(docker_client) == []
     finally:
         judge.remove(force=True)
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_the_engines_cgroup_is_read_from_its_files_on_v1_and_v2(tmp_path, version):
+    """``/proc/<pid>/cgroup`` of a container on a v1 host (with a hybrid unified line) and a v2 one."""
+    if version == 1:
+        membership = "12:memory:/docker/abc\n5:cpu,cpuacct:/docker/abc\n0::/system.slice/docker.service\n"
+        (tmp_path / "cpuacct" / "docker" / "abc").mkdir(parents=True)
+        (tmp_path / "cpuacct" / "docker" / "abc" / "cpuacct.usage").write_text("1500000\n")
+        (tmp_path / "memory" / "docker" / "abc").mkdir(parents=True)
+        (tmp_path / "memory" / "docker" / "abc" / "memory.max_usage_in_bytes").write_text("4096\n")
+    else:
+        membership = "0::/system.slice/docker-abc.scope\n"
+        group = tmp_path / "system.slice" / "docker-abc.scope"
+        group.mkdir(parents=True)
+        (group / "cpu.stat").write_text("usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n")
+        (group / "memory.peak").write_text("4096\n")
+    assert HostCgroup.find(membership, tmp_path).usage() == (1_500_000, 4096)
+    # seen from a run container's own cgroup namespace: not here, the API is asked instead
+    assert HostCgroup.find("0::/../docker-abc.scope\n", tmp_path) is None

@@ -1,0 +1,106 @@
+"""The Docker sandbox against bubblewrap, in one run (issue 8's goals).
+
+    .venv/bin/python bench/sandbox_bench.py [--starts 5] [--judgings 2] [--profile standard]
+
+On a noisy host, relax the trial validity bounds for both backends with QUANTCRAFT_MAX_INTERFERENCE
+and QUANTCRAFT_MAX_SEND_LAG_P99_US. Needs a Docker daemon and the sandbox image (``bash scripts/dockerd.sh``,
+``bash deploy/build-images.sh sandbox``). Prints, for each backend:
+1. start -> listening (the engine's own "listening" line) and stop, median and worst of ``--starts``;
+2. a judging of the correct example engine, ``--judgings`` times, the backends interleaved
+   (bubblewrap, docker, bubblewrap, ...): wall time, correctness, phase C corrected p99 per trial;
+then the Docker/bubblewrap wall-time ratio (goal <= 1.3) and whether Docker's phase C p99 falls
+within the range bubblewrap's own trials span (goal: the same engine measures the same).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from quantcraft_dagster import settings  # noqa: E402
+from quantcraft_dagster.judge.docker_sandbox import DockerSandbox  # noqa: E402
+from quantcraft_dagster.judge.judging import JudgeConfig, judge_binary  # noqa: E402
+from quantcraft_dagster.judge.sandbox import BubblewrapSandbox, Sandbox  # noqa: E402
+
+ENGINE = ROOT / "examples" / "engines" / "build" / "engine"
+
+
+def sandboxes(config: JudgeConfig) -> dict[str, Sandbox]:
+    return {
+        "bubblewrap": BubblewrapSandbox(config.sandbox_limits()),
+        "docker": DockerSandbox.for_config(config, settings.current().sandbox_image),
+    }
+
+
+def start_stop(sandbox: Sandbox, port: int) -> tuple[float, float]:
+    """Seconds from start() to the engine's "listening" line, and for stop()."""
+    begin = time.perf_counter()
+    engine = sandbox.start(ENGINE, port)
+    while "listening" not in engine.stderr.text(join_timeout=0):
+        if time.perf_counter() - begin > 30:
+            raise SystemExit(f"{type(sandbox).__name__}: the engine never listened")
+        time.sleep(0.002)
+    up = time.perf_counter() - begin
+    begin = time.perf_counter()
+    engine.stop()
+    return up, time.perf_counter() - begin
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--starts", type=int, default=5)
+    parser.add_argument("--judgings", type=int, default=2)
+    parser.add_argument("--profile", default="standard")
+    args = parser.parse_args()
+    # The validity bounds from the settings: on a noisy host, QUANTCRAFT_MAX_INTERFERENCE and
+    # QUANTCRAFT_MAX_SEND_LAG_P99_US relax them for both backends alike.
+    config = JudgeConfig(profile=args.profile, validity=settings.current().validity())
+    boxes = sandboxes(config)
+
+    print(f"1. start -> listening, stop ({args.starts} engines of one judging each, median / worst:")
+    print("   the first copies the binary in)")
+    for name, box in boxes.items():
+        runs = [start_stop(box, config.port) for _ in range(args.starts)]
+        box.close()
+        ups, downs = [r[0] for r in runs], [r[1] for r in runs]
+        print(
+            f"   {name:10s} start {statistics.median(ups):.3f} / {max(ups):.3f} s"
+            f"   stop {statistics.median(downs):.3f} / {max(downs):.3f} s"
+        )
+
+    print(f"2. {args.profile} judging of the correct engine, interleaved, {args.judgings} each")
+    walls: dict[str, list[float]] = {name: [] for name in boxes}
+    c_p99: dict[str, list[float]] = {name: [] for name in boxes}
+    for _ in range(args.judgings):
+        for name, box in boxes.items():
+            begin = time.perf_counter()
+            verdict = judge_binary(ENGINE, config, sandbox=box).verdict
+            walls[name].append(time.perf_counter() - begin)
+            trials = [t.p99_us for t in verdict.trials["C"]]
+            c_p99[name].extend(trials)
+            print(
+                f"   {name:10s} {walls[name][-1]:5.1f} s  status {verdict.status}"
+                f"  correctness {verdict.scores.correctness:.1f}"
+                f"  C p99 per trial {', '.join(f'{p:.0f}' for p in trials)} us"
+                f"  invalid trials {sum(map(len, verdict.invalid_trials.values()))}"
+            )
+    ratio = statistics.median(walls["docker"]) / statistics.median(walls["bubblewrap"])
+    low, high = min(c_p99["bubblewrap"]), max(c_p99["bubblewrap"])
+    docker_p99 = statistics.median(c_p99["docker"])
+    print(f"3. docker / bubblewrap wall time (medians): {ratio:.2f}x (goal <= 1.3x)")
+    inside = "inside" if low <= docker_p99 <= high else "outside"
+    print(
+        f"   docker's median C p99 {docker_p99:.0f} us: {inside} bubblewrap's trials {low:.0f}-{high:.0f} us"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -28,7 +28,9 @@ from resources import JudgingResource, SandboxResource, ScoringResource
 
 CALIBRATION_PROFILE = "quick"
 JUDGINGS_PER_CALIBRATION = 50
-LIVE_SLOT_S = 90 * 60  # an hour between scheduled calibrations, and the time one takes on a busy host
+# Three hours: a live slot may miss two hourly calibrations (a lost run, a busy queue) and stay
+# scheduled; a host taken out of the contest costs at most three failed calibration runs.
+LIVE_SLOT_S = 3 * 3600
 
 
 @dg.asset(group_name="judge_health", pool=JUDGING_POOL, kinds={"bubblewrap"}, partitions_def=judge_slots)
@@ -95,8 +97,8 @@ def calibration_request(slot: str, run_key: str) -> dg.RunRequest:
 def calibration_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
     """Every slot of every live judge host, hourly. A slot counts as live while its latest
     calibration is younger than ``LIVE_SLOT_S``: a live host's slots are calibrated every hour,
-    and a host calibrates its slots when it starts, so a host taken out of the contest costs at
-    most one calibration run (failed by run monitoring's start timeout), not one an hour forever."""
+    and a host calibrates its slots when it starts, so a host taken out of the contest costs a few
+    calibration runs (failed by run monitoring's start timeout), not one an hour forever."""
     now = context.scheduled_execution_time.timestamp()
     at = context.scheduled_execution_time.isoformat(timespec="minutes")
     requests = []

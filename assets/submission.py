@@ -122,6 +122,18 @@ TELEMETRY_SCHEMA = pa.schema(
 assert tuple(TELEMETRY_SCHEMA.names) == TELEMETRY_COLUMNS
 
 
+def slot_health(calibrations: LazyPartitions, slot: str) -> dict:
+    """The slot's latest calibration, for the verdict. Never fails the judging it records: an
+    unreadable or missing calibration is recorded as such (the verdict is made, and an exception
+    here is not the judge's to retry)."""
+    try:
+        return calibrations[slot]
+    except KeyError:
+        return {"valid": False, "slot": slot, "reason": "this slot was never calibrated"}
+    except Exception as exc:  # the bucket's errors, whatever the backend
+        return {"valid": False, "slot": slot, "reason": f"its calibration could not be read: {exc}"}
+
+
 @dg.multi_asset(
     outs={
         "verdict": dg.AssetOut(
@@ -199,9 +211,7 @@ def judging(
                 then = f"will retry in {wait_s} s" if context.retry_number < retries else "no retry left"
                 context.log.error(f"judge infrastructure failure, {then}: {exc}")
                 raise dg.RetryRequested(max_retries=retries, seconds_to_wait=wait_s) from exc
-        # The slot's health when this verdict was made.
-        never = {"valid": False, "slot": slot, "reason": "this slot was never calibrated"}
-        result.verdict.calibration = calibration.get(slot, never)
+        result.verdict.calibration = slot_health(calibration, slot)
         verdict = result.verdict.to_obj()
         columns = result.telemetry.columns
     stage(context, "validating")

@@ -3,9 +3,9 @@
     .venv/bin/python bench/capacity_bench.py [--count 5] [--profiles quick standard]
         [--contestants 10000] [--submissions 3] [--max-send-lag-us 100]
 
-Per profile: Debian's PostgreSQL, Redis and moto's S3 server, the control host (official traces,
-a calibration, the Dagster daemon with deploy/dagster-celery.yaml) and one ``quantcraft worker``
-(this machine: one slot); COUNT copies of the correct example engine uploaded at once as
+Per profile: Debian's PostgreSQL, Redis and moto's S3 server, the control host (the Dagster
+daemon with deploy/dagster-celery.yaml) and one ``quantcraft worker`` (this machine: one slot,
+calibrated when the worker starts); COUNT copies of the correct example engine uploaded at once as
 different contestants. The rate is taken between the first and the last score (the pipeline at
 work, warm worker); upload → first score is shown apart. Baseline in the same run: the same
 engine judged COUNT times by the judge alone (``judge_binary``, no Dagster, public traces of the

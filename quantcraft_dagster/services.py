@@ -103,18 +103,16 @@ def prepare(judging_slots: int = 1) -> dict[str, str]:
     )
     env[settings.ENV["home"]] = str(now.home)
     env[settings.ENV["official_secret"]] = now.organisers_secret()
-    # A calibration, before the first judging reads it: in a process of its own, so the code
-    # location is loaded from this environment as every service loads it.
-    subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from quantcraft_dagster.definitions import prepare_judging; prepare_judging()",
-        ],
-        env=env,
-        check=True,
-    )
+    prepare_host(env)  # a calibration, before the first judging reads it
     return env
+
+
+def prepare_host(env: dict[str, str] | None = None) -> None:
+    """This host's judging slots registered and calibrated (``definitions.prepare_judging``) in a
+    process of its own: the code location loads from ``env`` as every service loads it, and nothing
+    it opens (a bucket connection) is inherited by a process that forks judgings after it."""
+    prepare = "from quantcraft_dagster.definitions import prepare_judging; prepare_judging()"
+    subprocess.run([sys.executable, "-c", prepare], env=env, check=True)
 
 
 def _bin(name: str) -> str:

@@ -22,7 +22,7 @@ from dagster_celery.config import DEFAULT_CONFIG
 from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
 
-from . import settings
+from . import services, settings
 from .judge.cpus import background
 from .judge.slots import host_slots
 
@@ -83,9 +83,7 @@ def run(name: str, loglevel: str, celery_args: list[str]) -> None:
     for slot in slots:
         print(f"judging slot: engine CPUs {slot.engine_cpus}, load generator CPUs {slot.loadgen_cpus}")
     print(f"{len(slots)} slot(s): count them in the control host's max_concurrent_runs", flush=True)
-    from .definitions import prepare_judging  # the code location: loaded once, before the pool forks
-
-    prepare_judging()
+    services.prepare_host()  # in a process of its own: the pool forks from this one
     print(f"calibrated the slots of {configured.judge_host}", flush=True)
     if celery_args[:1] == ["--"]:
         celery_args = celery_args[1:]

@@ -26,12 +26,18 @@ class MissingAssetValue(dg.Failure):
     """An input whose upstream value is not in the bucket (not materialized, or deleted)."""
 
 
+def _stored(client: Bucket, key: str) -> bytes | None:
+    """The object's bytes, or None when there is none."""
+    return None if client.head(key) is None else client.get_bytes(key)
+
+
 def _read(client: Bucket, key: str, context: dg.InputContext, partition: str | None) -> bytes:
-    if client.head(key) is None:
+    data = _stored(client, key)
+    if data is None:
         where = f" partition {partition}" if partition else ""
         asset = context.asset_key.to_user_string()
         raise MissingAssetValue(f"asset {asset}{where} has no stored value ({key}): materialize it first")
-    return client.get_bytes(key)
+    return data
 
 
 def _partition(context: dg.OutputContext | dg.InputContext) -> str | None:
@@ -68,10 +74,10 @@ class LazyPartitions(Mapping[str, Any]):
     def __getitem__(self, partition: str) -> Any:
         if partition not in self.partitions:
             raise KeyError(partition)
-        key = keys.asset_value(self.path, partition)
-        if self.client.head(key) is None:
+        data = _stored(self.client, keys.asset_value(self.path, partition))
+        if data is None:
             raise KeyError(partition)
-        return orjson.loads(self.client.get_bytes(key))
+        return orjson.loads(data)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.partitions)

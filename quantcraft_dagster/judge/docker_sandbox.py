@@ -4,10 +4,10 @@ Each engine runs in its own container from a glibc-only image (``deploy/sandbox.
 no network (``network_mode=none``: its own loopback only), a read-only root, a 100 MiB tmpfs
 ``/tmp``, no capabilities, ``no-new-privileges``, uid 65534, and the kernel limits of
 :class:`SandboxLimits` (memory = memory+swap, pids, cpuset, rlimits). The binary is copied in
-through the Docker API into a per-engine volume mounted read-only at ``/app``: the judge may run in
-a container of its own (DockerRunLauncher), so no host path of its is visible to the daemon, and
-Docker refuses to copy into a read-only root. The load generator joins the container's network
-namespace through ``/proc/<pid>/ns/net``, as it does for bubblewrap.
+through the Docker API, once per judging, into a volume its engines mount read-only at ``/app``:
+the judge may run in a container of its own (DockerRunLauncher), so no host path of its is
+visible to the daemon, and Docker refuses to copy into a read-only root. The load generator joins
+the container's network namespace through ``/proc/<pid>/ns/net``, as it does for bubblewrap.
 
 Every container and volume is labelled with its judging and an expiry; :func:`reap`, run when a
 :class:`DockerSandbox` is made, removes those whose judging is over (expired, or whose judge's own
@@ -34,7 +34,7 @@ from docker.types import LogConfig, Mount, Ulimit
 
 from . import cgroups
 from .cpus import placed
-from .interference import descendants
+from .interference import descendants, task_cpu_ns
 from .judging import InfrastructureError, JudgeConfig
 from .sandbox import EngineExit, SandboxLimits, StderrTail
 
@@ -146,26 +146,30 @@ class DockerSandbox:
             labels = self.labels(VOLUME_LIFETIME_S)
             name = f"qc-app-{uuid.uuid4().hex[:12]}"
             volume = self.client.volumes.create(name, labels=labels)
-            self._volumes[key] = volume
-            loader = self.client.containers.create(
-                self.image, ["/app/engine"], name=f"{name}-load", labels=labels, network_mode="none",
-                mounts=[Mount("/app", name, type="volume")],
-            )  # fmt: skip
             try:
-                loader.put_archive("/app", _app_archive(binary))
-            finally:
-                loader.remove(force=True)
+                loader = self.client.containers.create(
+                    self.image, ["/app/engine"], name=f"{name}-load", labels=labels, network_mode="none",
+                    mounts=[Mount("/app", name, type="volume")],
+                )  # fmt: skip
+                try:
+                    loader.put_archive("/app", _app_archive(binary))
+                finally:
+                    loader.remove(force=True)
+            except BaseException:
+                with contextlib.suppress(DockerException):
+                    volume.remove(force=True)
+                raise
+            self._volumes[key] = volume
         return self._volumes[key].name
 
     def close(self) -> None:
-        """Remove the judging's binary volumes (its engines are gone by now); usable again after."""
+        """Remove the judging's binary volumes (its engines are gone by now); usable again after.
+        Never raises: the verdict is made, and a volume Docker will not remove now is labelled for
+        :func:`reap`, which removes it once its judging is over."""
         volumes, self._volumes = list(self._volumes.values()), {}
         for volume in volumes:
-            with contextlib.suppress(NotFound):
-                try:
-                    volume.remove(force=True)
-                except DockerException as exc:
-                    raise InfrastructureError(f"could not remove the engine's volume: {exc}") from exc
+            with contextlib.suppress(DockerException):
+                volume.remove(force=True)
 
 
 def _app_archive(binary: Path) -> bytes:
@@ -220,6 +224,14 @@ class DockerEngine:
             init=True,  # a real PID 1: the engine gets SIGTERM like any process, orphans are reaped
             log_config=LogConfig(type=LogConfig.types.NONE),  # output goes to the tail, not to disk
         )
+        try:
+            self._start(limits)
+        except BaseException:  # never a container left holding the judging's volume
+            with contextlib.suppress(DockerException):
+                self.container.remove(force=True)
+            raise
+
+    def _start(self, limits: SandboxLimits) -> None:
         out_r, out_w = os.pipe()
         # Attached before the start, so nothing is missed; the stream ends when the container exits.
         stream = self.container.attach(stdout=True, stderr=True, stream=True)
@@ -227,15 +239,19 @@ class DockerEngine:
         # both threads are born on the engine's CPUs, so a flooding engine pays for its own output
         # instead of slowing the load generator.
         with placed(limits.cpus):
-            threading.Thread(target=_pump, args=(stream, out_w), daemon=True).start()
+            pump = threading.Thread(target=_pump, args=(stream, out_w), daemon=True)
+            pump.start()
             self.stderr = StderrTail(out_r)
+        self._helpers = [Path(f"/proc/self/task/{t.native_id}") for t in (pump, self.stderr.thread)]
         self._code: int | None = None
         self._exited = threading.Event()
         self.container.start()
         self.container.reload()
         self.pid = int(self.container.attrs["State"]["Pid"])
         self.cgroup = HostCgroup.of(self.pid)
-        _pin_parent(self.pid, limits.cpus)
+        shim = _pin_parent(self.pid, limits.cpus)
+        if shim is not None:
+            self._helpers.append(Path(f"/proc/{shim}"))
         threading.Thread(target=self._wait, daemon=True).start()
 
     def _wait(self) -> None:
@@ -252,6 +268,15 @@ class DockerEngine:
 
     def cpu_ns(self) -> int:
         return self._usage()[0]
+
+    def helper_ns(self) -> int:
+        """The shim's threads (it copies the engine's output) and this judge's pump and tail
+        threads, all on the engine's CPUs: a flooding engine's output costs it, not the host."""
+        total = 0
+        for helper in self._helpers:
+            tasks = [helper] if helper.parent.name == "task" else list((helper / "task").glob("*"))
+            total += sum(task_cpu_ns(task) for task in tasks)
+        return total
 
     def _usage(self) -> tuple[int, int]:
         """(CPU ns, peak memory) of the container's cgroup: from its files when this judge sees them,
@@ -350,20 +375,23 @@ class HostCgroup:
         return cpu, peak
 
 
-def _pin_parent(pid: int, cpus: tuple[int, ...]) -> None:
-    """Put the container's shim (the parent of its init) on the engine's CPUs, every thread of it.
+def _pin_parent(pid: int, cpus: tuple[int, ...]) -> int | None:
+    """Put the container's shim (the parent of its init) on the engine's CPUs, every thread of it;
+    returns the shim's pid (None if not visible).
 
     The shim copies whatever the engine writes to stdout and stderr: a flooding engine's output
     then costs the engine's CPUs, not the load generator's. Best effort: without the host's pid
     namespace the shim is not visible, and the measurement only loses this protection.
     """
     if not cpus:
-        return
+        return None
     with contextlib.suppress(OSError, ValueError, IndexError):
         stat = Path(f"/proc/{pid}/stat").read_text()
         parent = int(stat.rsplit(")", 1)[1].split()[1])
         for task in Path(f"/proc/{parent}/task").iterdir():
             os.sched_setaffinity(int(task.name), cpus)
+        return parent
+    return None
 
 
 def _pump(stream, fd: int) -> None:

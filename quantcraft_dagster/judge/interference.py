@@ -76,6 +76,13 @@ def run_delay_ns(pids: Iterable[int]) -> int:
     return total
 
 
+def task_cpu_ns(task: Path) -> int:
+    """CPU time a thread (``/proc/<pid>/task/<tid>``) has run so far; 0 once it is gone."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int((task / "schedstat").read_text().split()[0])
+    return 0
+
+
 def descendants(pid: int) -> set[int]:
     """``pid`` and every process below it (``/proc/<pid>/task/<tid>/children``)."""
     found, todo = set(), [pid]
@@ -96,7 +103,8 @@ class Meter:
         self.marks: list[tuple[int, int, int]] = []
 
     def mark(self) -> None:
-        self.marks.append((busy_ns(self.cpus), self.engine.cpu_ns(), run_delay_ns(self.engine.pids())))
+        own = self.engine.cpu_ns() + self.engine.helper_ns()
+        self.marks.append((busy_ns(self.cpus), own, run_delay_ns(self.engine.pids())))
 
     def ns(self) -> int | None:
         """min(foreign time, run delay) between the first and last marks; None without two."""

@@ -53,8 +53,8 @@ class StderrTail:
         self._limit = limit
         self._buf = bytearray()
         self.total = 0
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-        self._thread.start()
+        self.thread = threading.Thread(target=self._drain, daemon=True)
+        self.thread.start()
 
     def _drain(self) -> None:
         while True:
@@ -71,7 +71,7 @@ class StderrTail:
         os.close(self._fd)
 
     def text(self, join_timeout: float = 1.0) -> str:
-        self._thread.join(join_timeout)
+        self.thread.join(join_timeout)
         return bytes(self._buf[-self._limit :]).decode("utf-8", "replace")
 
 
@@ -85,6 +85,11 @@ class RunningEngine(Protocol):
 
     def cpu_ns(self) -> int:
         """CPU time of the engine's processes so far (its cgroup)."""
+        ...
+
+    def helper_ns(self) -> int:
+        """CPU time spent so far on the engine's behalf on its CPUs, outside its cgroup (copying
+        its output): the engine's own doing, never the host's interference."""
         ...
 
     def pids(self) -> set[int]:
@@ -230,6 +235,9 @@ class BubblewrapEngine:
 
     def cpu_ns(self) -> int:
         return self.cgroup.cpu_ns()
+
+    def helper_ns(self) -> int:
+        return 0  # the judge reads the engine's output pipe on its own CPUs
 
     def pids(self) -> set[int]:
         return self.cgroup.pids()

@@ -170,9 +170,9 @@ class S3Bucket:
             region_name=region,
             aws_access_key_id=access_key,
             aws_secret_access_key=secret_key,
-            # botocore waits 60 s per connect and per read by default: an endpoint that hangs (MinIO
-            # down behind a live address) would hold a sensor tick for minutes past the daemon's own
-            # timeout. Bounded here, a tick fails fast and the next one lists again.
+            # botocore waits 60 s per connect and per read by default, each of 5 attempts: an
+            # endpoint that hangs (MinIO down behind a live address) held a call for 5 minutes.
+            # Bounded here, a refused connection fails in seconds and a hung one in about 2.5 min.
             config=Config(
                 connect_timeout=5,
                 read_timeout=30,

@@ -161,5 +161,10 @@ def test_the_engines_cgroup_is_read_from_its_files_on_v1_and_v2(tmp_path, versio
         (group / "cpu.stat").write_text("usage_usec 1500\nuser_usec 1000\nsystem_usec 500\n")
         (group / "memory.peak").write_text("4096\n")
     assert HostCgroup.find(membership, tmp_path).usage() == (1_500_000, 4096)
-    # seen from a run container's own cgroup namespace: not here, the API is asked instead
-    assert HostCgroup.find("0::/../docker-abc.scope\n", tmp_path) is None
+    # Seen from a run container's own cgroup namespace, a path leads above the tree it sees: never
+    # followed, even where such a file happens to exist (the API is asked instead).
+    inside = tmp_path / "namespaced"
+    inside.mkdir()
+    (tmp_path / "docker-x.scope").mkdir()
+    (tmp_path / "docker-x.scope" / "cpu.stat").write_text("usage_usec 1\n")
+    assert HostCgroup.find("0::/../docker-x.scope\n", inside) is None

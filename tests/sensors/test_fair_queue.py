@@ -85,6 +85,10 @@ def judging_runs(instance, contestant: str | None = None) -> list[dg.RunRecord]:
     return list(instance.get_run_records(dg.RunsFilter(job_name=lifecycle.JOB_NAME, tags=tags)))
 
 
+def submitted(record: dg.RunRecord) -> bool:
+    return record.dagster_run.status != dg.DagsterRunStatus.NOT_STARTED
+
+
 def started(instance, contestant: str) -> list[dg.RunRecord]:
     return [r for r in judging_runs(instance, contestant) if r.start_time is not None]
 
@@ -100,7 +104,10 @@ def test_a_second_contestant_overtakes_a_burst_and_nobody_runs_twice(stack):
     time.sleep(3)  # a few dequeue rounds while alice's first is held: room for a second to start
 
     bucket.put_bytes("submissions/bob/engine", b"bob")
-    wait_for(lambda: judging_runs(instance, "bob") or None, "bob's run")
+    # Queued, not only created: the sensor creates a run (NOT_STARTED) and then submits it, and
+    # only a submitted run is the queue's to order. Ending alice's first judging in between
+    # would leave alice's second the only run in the queue.
+    wait_for(lambda: any(map(submitted, judging_runs(instance, "bob"))), "bob's run in the queue")
     (gates / first.dagster_run.tags["dagster/partition"]).touch()  # alice's first judging ends
     for partition in instance.get_dynamic_partitions(lifecycle.PARTITIONS):
         (gates / partition).touch()  # every other judging ends as soon as it has started

@@ -17,7 +17,7 @@ from assets.partitions import submissions
 from assets.traces import official_bundles
 from quantcraft_dagster.core import keys, trace
 from quantcraft_dagster.core.binary import Rejected, check_size, validate
-from quantcraft_dagster.core.metrics import phase_metrics
+from quantcraft_dagster.core.metrics import latency_curves, phase_metrics, with_judge_figures
 from quantcraft_dagster.core.trial import summarize
 from quantcraft_dagster.core.verdict import rejected
 from quantcraft_dagster.judge.judging import (
@@ -233,30 +233,38 @@ def judging(
 
 
 @dg.asset(partitions_def=submissions, group_name="judging", kinds={"duckdb"})
-def metrics(context: dg.AssetExecutionContext, telemetry: pa.Table, duckdb: DuckDBResource) -> dg.Output:
-    """Per phase and trial from the telemetry: corrected and service latency, send lag, orders/s,
-    error rate and per-second windows; per phase, the medians over trials (``core.trial``)."""
+def metrics(
+    context: dg.AssetExecutionContext, verdict: dict, telemetry: pa.Table, duckdb: DuckDBResource
+) -> dg.Output:
+    """The public figures of every phase, as the submission page shows them: per trial, corrected
+    and service latency, send lag, orders/s and error rate from the telemetry, with what the judge
+    measured beside it (engine CPU per order, load generator busy share, interference) from the
+    verdict; per phase, the medians over trials (``core.trial``), the invalid trials' reasons and
+    the percentile curves of the three latency series over all of its trials' orders."""
     with duckdb.connect() as con:
         con.register("t", telemetry)
         cols = con.execute(
             "SELECT phase, trial, intended_ns, sent_ns, recv_ns, exact FROM t ORDER BY phase, trial, seq"
         ).fetchnumpy()
+    stamps = ("intended_ns", "sent_ns", "recv_ns")
     value: dict[str, Any] = {}
     for phase in trace.PHASES:
+        in_phase = cols["phase"] == phase
+        judged = verdict["phases"].get(phase, {})
         runs = []
-        for trial in np.unique(cols["trial"][cols["phase"] == phase]):
-            mask = (cols["phase"] == phase) & (cols["trial"] == trial)
-            runs.append(
-                phase_metrics(
-                    cols["intended_ns"][mask],
-                    cols["sent_ns"][mask],
-                    cols["recv_ns"][mask],
-                    np.asarray(cols["exact"][mask]),
-                )
-            )
+        # Telemetry holds the counted trials only, numbered in the order the verdict lists them.
+        for trial, figures in zip(np.unique(cols["trial"][in_phase]), judged.get("trials", []), strict=True):
+            mask = in_phase & (cols["trial"] == trial)
+            measured = phase_metrics(*(cols[k][mask] for k in stamps), np.asarray(cols["exact"][mask]))
+            runs.append(with_judge_figures(measured, figures))
         if runs:
-            value[phase] = {**summarize(runs).to_obj(), "trials": [m.to_obj() for m in runs]}
-    figures = ("p50_us", "p99_us", "service_p99_us", "send_lag_p99_us", "orders_per_s")
+            value[phase] = {
+                **summarize(runs).to_obj(),
+                "trials": [m.to_obj() for m in runs],
+                "invalid_trials": judged.get("invalid_trials", {"count": 0, "reasons": []}),
+                "curves": latency_curves(*(cols[k][in_phase] for k in stamps)),
+            }
+    figures = ("p50_us", "p99_us", "service_p99_us", "send_lag_p99_us", "orders_per_s", "cpu_us_per_order")
     meta = {f"{p}_{k}": v[k] for p, v in value.items() for k in figures}
     return dg.Output(value, metadata={k: v for k, v in meta.items() if v is not None})
 

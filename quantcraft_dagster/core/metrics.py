@@ -13,14 +13,19 @@ so a p99 can't hide lost orders: if more than 1 % are lost, p99 is unbounded.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+# The percentile plot's points: dense in the tail, where engines (and a late judge) differ.
+CURVE_PERCENTILES = (0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0)
 NS_PER_S = 1_000_000_000
+# What the judge measured of a trial beside its telemetry rows: the engine's CPU time (its
+# cgroup), the load generator's busy share and the host's interference.
+JUDGE_FIGURES = ("cpu_us_per_order", "client_busy", "client_limited", "interference")
 
 
 @dataclass(slots=True)
@@ -130,6 +135,36 @@ def phase_metrics(
         client_busy=client_busy,
         interference=interference,
     )
+
+
+def latency_curves(
+    intended_ns: np.ndarray, sent_ns: np.ndarray, recv_ns: np.ndarray
+) -> dict[str, list[float | None]]:
+    """The three latency series at each of :data:`CURVE_PERCENTILES` (µs), for a percentile plot.
+
+    Given every sample of a phase's trials together, the curve is that of the merged samples:
+    percentiles are never averaged. Unanswered orders are unbounded (``None``); send lag counts
+    the orders that were sent."""
+    sent_mask = sent_ns != 0
+    sent = np.where(sent_mask, sent_ns, intended_ns)
+    series = {
+        "corrected": latencies_us(intended_ns, recv_ns),
+        "service": latencies_us(sent, recv_ns),
+        "send_lag": (sent_ns[sent_mask] - intended_ns[sent_mask]).astype(np.float64) / 1_000.0,
+    }
+    curves: dict[str, list[float | None]] = {"percentiles": list(CURVE_PERCENTILES)}
+    for name, values in series.items():
+        points = (
+            nearest_rank(values, CURVE_PERCENTILES) if len(values) else [math.inf] * len(CURVE_PERCENTILES)
+        )
+        curves[name] = [round(v, 3) if math.isfinite(v) else None for v in points]
+    return curves
+
+
+def with_judge_figures(m: PhaseMetrics, judged: dict[str, Any]) -> PhaseMetrics:
+    """``m`` (figures from telemetry rows) with what the judge measured of the same trial
+    (:data:`JUDGE_FIGURES`, as the verdict records them)."""
+    return replace(m, **{k: judged[k] for k in JUDGE_FIGURES if k in judged})
 
 
 def nearest_rank(values: np.ndarray, percentiles: tuple[float, ...]) -> list[float]:

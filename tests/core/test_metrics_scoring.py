@@ -5,7 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from quantcraft_dagster.core.metrics import phase_metrics
+from quantcraft_dagster.core.metrics import (
+    CURVE_PERCENTILES,
+    latency_curves,
+    phase_metrics,
+    with_judge_figures,
+)
 from quantcraft_dagster.core.scoring import ScoringConfig, latency_score, score, throughput_score
 
 
@@ -42,6 +47,47 @@ def test_three_distributions_separate_the_judges_lateness_from_the_engines():
     assert m.p99_us == 420.0  # corrected: charged from the intended time
     assert m.send_rate == pytest.approx(99 / ((sent.max() - sent.min()) / 1e9))
     assert m.cpu_us_per_order == 50.0 and m.client_busy == 0.5
+
+
+def test_latency_curves_are_observed_values_of_the_three_series():
+    intended = np.arange(1000, dtype=np.int64) * 50_000
+    sent = intended + 2_000  # the judge always 2 µs late
+    recv = sent + np.arange(1, 1001, dtype=np.int64) * 1_000  # the engine answers in 1..1000 µs
+    recv[-1] = 0  # one order never answered
+    sent[0] = 0  # one order never sent: no send lag of it
+    curves = latency_curves(intended, sent, recv)
+    assert curves["percentiles"] == list(CURVE_PERCENTILES)
+    at = dict(
+        zip(
+            CURVE_PERCENTILES,
+            zip(curves["corrected"], curves["service"], curves["send_lag"], strict=True),
+            strict=True,
+        )
+    )
+    assert at[50.0] == (502.0, 500.0, 2.0)
+    assert at[0.0] == (3.0, 2.0, 2.0)  # corrected: the unsent order (3 µs); service: order 1 (2 µs)
+    assert at[99.9] == (1001.0, 999.0, 2.0)
+    assert at[100.0] == (None, None, 2.0)  # the lost order: unbounded, never a number
+
+
+def test_judge_figures_join_the_telemetrys():
+    ones = np.ones(4, dtype=np.int64)
+    m = phase_metrics(ones, ones, ones * 3_000, np.ones(4, dtype=bool))
+    judged = {
+        "cpu_us_per_order": 2.5,
+        "client_busy": 0.95,
+        "client_limited": True,
+        "interference": 0.001,
+        "p99_us": 1.0,
+    }
+    joined = with_judge_figures(m, judged)
+    assert (joined.cpu_us_per_order, joined.client_busy, joined.client_limited, joined.interference) == (
+        2.5,
+        0.95,
+        True,
+        0.001,
+    )
+    assert joined.p99_us == m.p99_us  # latencies stay the telemetry's own
 
 
 def test_seed_curves():

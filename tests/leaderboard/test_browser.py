@@ -7,10 +7,14 @@ import socket
 import threading
 import time
 
+import orjson
 import pytest
 import uvicorn
 
 from leaderboard_app.app import create_app
+from quantcraft_dagster.core import keys
+from quantcraft_dagster.lifecycle import METRICS_ASSET
+from tests.assets.test_submission import INVALID, judged, metrics_of
 
 from .conftest import report_score
 
@@ -77,3 +81,33 @@ def test_upload_through_the_page_reaches_the_bucket(server, page, bucket, tokens
     page.wait_for_selector("#result:has-text('uploaded')", timeout=5000)
     assert [o.key for o in bucket.list("submissions/")] == ["submissions/alice/engine"]
     assert bucket.get_bytes("submissions/alice/engine") == (engines / "engine").read_bytes()
+
+
+def test_submission_page_shows_trials_percentiles_and_the_client_limit(
+    server, page, instance, bucket, tmp_path
+):
+    """The metrics asset's value for a judging, as the page shows it to anyone: per-trial figures,
+    the re-run trial's reason, "≥" on a client-limited rate, and a percentile plot of the three
+    latency series for each phase."""
+    report_score(instance, "alice-1", "alice", 80.0)
+    value = metrics_of(*judged()).value
+    bucket.put_bytes(keys.asset_value(METRICS_ASSET.path, "alice-1"), orjson.dumps(value))
+    page.goto(f"{server}/submissions/alice-1")
+    page.wait_for_selector("#percentiles svg[data-phase='C'] polyline", timeout=5000)
+    rows = page.eval_on_selector_all(
+        "#phases tbody tr", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    )
+    by_phase = {row[0]: row for row in rows}
+    assert by_phase["C"][1] == "2 (+1 re-run)" and by_phase["C"][-1] == "3.00"  # CPU µs/order, median
+    assert by_phase["B"][-2].startswith("≥ ") and not by_phase["C"][-2].startswith("≥")
+    trials = page.eval_on_selector_all(
+        "#trials tbody tr[data-phase='C']", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
+    )
+    assert [t[7] for t in trials] == ["2.00", "4.00"] and [t[8] for t in trials] == ["0.10 %", "0.30 %"]
+    assert INVALID["reasons"][0] in page.inner_text("#invalid")
+    for phase in ("A", "B", "C"):
+        series = page.eval_on_selector_all(
+            f"#percentiles svg[data-phase='{phase}'] polyline", "ls => ls.map(l => l.getAttribute('class'))"
+        )
+        assert series == ["corrected", "service", "send_lag"], phase
+    page.screenshot(path=str(tmp_path / "submission.png"), full_page=True)

@@ -88,7 +88,7 @@ def _spread(values: list[float | None]) -> dict[str, float | None]:
 
 def _cmd_judge(args: argparse.Namespace) -> int:
     from .core.bundle import official_bundles
-    from .judge.judging import JudgeConfig, judge_binary
+    from .judge.judging import InfrastructureError, JudgeConfig, judge_binary
     from .judge.slots import host_slots, take_slot
 
     configured = settings.current()
@@ -114,16 +114,36 @@ def _cmd_judge(args: argparse.Namespace) -> int:
             from .judge.docker_sandbox import DockerSandbox
 
             sandbox = DockerSandbox.for_config(config, configured.sandbox_image)
-        for i in range(args.repeat):
-            if args.repeat > 1 and show:
-                sys.stderr.write(f"judging {i + 1} of {args.repeat}\n")
-            verdicts.append(judge_binary(Path(args.binary), config, show, sandbox, bundles).verdict.to_obj())
+        try:
+            for i in range(args.repeat):
+                if args.repeat > 1 and show:
+                    sys.stderr.write(f"judging {i + 1} of {args.repeat}\n")
+                verdicts.append(
+                    judge_binary(Path(args.binary), config, show, sandbox, bundles).verdict.to_obj()
+                )
+        except InfrastructureError as exc:
+            sys.stderr.write(_judge_failure(exc))
+            return JUDGE_FAILURE
     result = verdicts[0] if args.repeat == 1 else _with_spread(verdicts)
     if args.json:
         sys.stdout.buffer.write(orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n")
     else:
         _print_human(result)
     return 0
+
+
+# `quantcraft judge`'s exit status when the judge, not the engine, failed: no verdict was made.
+JUDGE_FAILURE = 3
+
+
+def _judge_failure(exc: Exception) -> str:
+    """What a contestant reads when this host was too busy for the judge to vouch for a trial."""
+    return (
+        f"judge failure, not a verdict on the engine: {exc}\n"
+        "The judge could not get trials it can vouch for on this host (see 'Trials, medians and ties'"
+        " in docs/contestant-guide.md). Run it again on a quieter machine, or, for a self-test only,"
+        " widen the bounds: QUANTCRAFT_MAX_INTERFERENCE=0.05 QUANTCRAFT_MAX_SEND_LAG_P99_US=20000.\n"
+    )
 
 
 def _with_spread(verdicts: list[dict]) -> dict:

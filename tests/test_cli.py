@@ -94,3 +94,16 @@ def test_judge_rejects_a_text_file(tmp_path):
     bad.write_text("not an engine")
     verdict = orjson.loads(run("judge", str(bad), "--json").stdout)
     assert verdict["status"] == "rejected" and "ELF" in verdict["reason"]
+
+
+def test_a_judge_failure_is_said_as_such_not_a_verdict_or_a_traceback(engines):
+    """A send-lag bound of 1 ns that no trial meets: the judge gives up after its re-runs."""
+    proc = subprocess.run(
+        [*CLI, "judge", str(engines / "engine"), "--profile", "quick", "--json"],
+        capture_output=True,
+        env={**os.environ, **NOISY_HOST, "QUANTCRAFT_MAX_SEND_LAG_P99_US": "0.001"},
+    )
+    assert proc.returncode == 3 and proc.stdout == b""
+    err = proc.stderr.decode()
+    assert "judge failure, not a verdict on the engine: no valid trial of phase C" in err
+    assert "send-lag p99" in err and "Traceback" not in err

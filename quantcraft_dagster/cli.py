@@ -360,7 +360,7 @@ def _finals_in_process(run_config: dict) -> bool:
 
     from . import services
 
-    os.environ.update(services.prepare())  # the code location reads the services' environment
+    os.environ.update(services.prepare_to_judge())  # the code location reads the services' environment
     from assets.finals import finals_job
 
     from .definitions import defs

@@ -103,7 +103,15 @@ def prepare(judging_slots: int = 1) -> dict[str, str]:
     )
     env[settings.ENV["home"]] = str(now.home)
     env[settings.ENV["official_secret"]] = now.organisers_secret()
-    prepare_host(env)  # a calibration, before the first judging reads it
+    return env
+
+
+def prepare_to_judge() -> dict[str, str]:
+    """:func:`prepare`, then this host's slots calibrated (:func:`prepare_host`): once, before
+    this process starts judging (``quantcraft up``, in-process finals). Never on a read such as
+    ``quantcraft status``: a calibration is a judging, and one per poll starved real judgings."""
+    env = prepare()
+    prepare_host(env)
     return env
 
 
@@ -184,7 +192,7 @@ class Services:
 
     def __init__(self, port: int = 3000, host: str = "127.0.0.1", leaderboard_port: int = 8000) -> None:
         self.port, self.host, self.leaderboard_port = port, host, leaderboard_port
-        self.env = prepare()
+        self.env = prepare_to_judge()
         self.procs: dict[str, subprocess.Popen] = {}
 
     @property

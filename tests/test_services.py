@@ -12,6 +12,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import dagster as dg
+import orjson
 import pytest
 
 from .judge.helpers import engine_cgroups, sandbox_processes
@@ -135,3 +137,15 @@ def test_up_stops_a_judging_in_flight(tmp_path, engines):
         up.send_signal(signal.SIGTERM)
         assert_stack_gone(up, home, ports)
         assert sandbox_processes() == [] and engine_cgroups() == []
+
+
+def test_status_only_reads_it_never_calibrates(tmp_path):
+    """``quantcraft status`` (which ``up --demo`` polls while judgings run) prepares the state
+    folder and reads the instance: a calibration there, one per poll, starved the judgings."""
+    env = {**os.environ, "QUANTCRAFT_HOME": str(tmp_path / "state")}
+    cli = str(Path(sys.executable).parent / "quantcraft")
+    out = subprocess.run([cli, "status", "--json"], env=env, capture_output=True, check=True).stdout
+    assert orjson.loads(out) == {"submissions": []}
+    with dg.DagsterInstance.from_config(str(tmp_path / "state" / "dagster")) as instance:
+        assert instance.get_runs() == []
+        assert instance.get_dynamic_partitions("judge_slots") == []

@@ -8,12 +8,18 @@ Prints:
 2. send lag p50/p99 in phase C at the standard rate (20,000 orders/s; goal p99 ≤ 50 µs) and the
    corrected p99 against phase A's p99 in the same judging (goal within 3×);
 3. the load generator's phase B ceiling (``trivial`` engine) against the correct engine's rate;
-4. the standard judging's wall time with its trials (goal ≤ 25 s).
+4. the standard judging's wall time with its trials (goal ≤ 25 s);
+5. with ``--clearing N``: N rounds of an interleaved A/B, the slot's CPUs cleared of every other
+   thread for timed trials (``judge.cpus.cleared``, the default) against not, every trial counted
+   (no validity bounds) to see the raw figures: interference, how many trials the default bound
+   would accept, and phase C's corrected p99. On a host with no CPU outside the slot (2 cores)
+   nothing moves, and both sides measure the same thing.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from dataclasses import replace
@@ -22,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from quantcraft_dagster.core.trial import ValidityConfig  # noqa: E402
 from quantcraft_dagster.judge.judging import InfrastructureError, JudgeConfig, judge_binary  # noqa: E402
 
 ENGINES = ROOT / "examples" / "engines" / "build"
@@ -39,6 +46,7 @@ def judged(config: JudgeConfig, name: str = "engine"):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--clearing", type=int, default=0, metavar="N", help="rounds of the A/B (5.)")
     args = parser.parse_args()
     quick, standard = JudgeConfig(profile="quick"), JudgeConfig(profile="standard")
     print(f"CPU split: engine {quick.engine_cpus}, load generator {quick.loadgen_cpus}")
@@ -87,6 +95,35 @@ def main() -> None:
                 f"   {name:8s} {b.orders_per_s:12,.0f} orders/s, client busy {b.client_busy:.2f} ({flag}),"
                 f" engine CPU {b.cpu_us_per_order:.2f} µs/order"
             )
+
+    if args.clearing:
+        clearing_ab(quick, args.clearing)
+
+
+def clearing_ab(quick: JudgeConfig, rounds: int) -> None:
+    bound = ValidityConfig().max_interference
+    print(
+        f"\n5. engine CPUs cleared for timed trials vs not, {rounds} interleaved rounds, every trial counted"
+    )
+    raw = replace(
+        quick, validity=ValidityConfig(max_send_lag_p99_us=1e9, max_interference=1.0, max_rate_error=1.0)
+    )
+    trials: dict[bool, list] = {True: [], False: []}
+    for _ in range(rounds):
+        for clear in (True, False):
+            v = judged(replace(raw, clear_slot_cpus=clear))
+            if v is not None:
+                trials[clear] += [(p, t) for p in ("B", "C") for t in v.trials[p]]
+    for clear, ts in trials.items():
+        if not ts:
+            continue
+        shares = [t.interference for _, t in ts if t.interference is not None]
+        c_p99 = [t.p99_us for p, t in ts if p == "C" and t.p99_us is not None]
+        print(
+            f"   {'cleared' if clear else 'as is  '}: interference median {statistics.median(shares):.2%},"
+            f" {sum(s <= bound for s in shares)}/{len(shares)} trials within the {bound:.1%} bound,"
+            f" phase C p99 median {statistics.median(c_p99):,.0f} µs"
+        )
 
 
 if __name__ == "__main__":

@@ -308,7 +308,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
                 before = len(_status_rows()[0])
                 for contestant, variant in DEMO_ENGINES:
                     print(submit(contestant, build / variant, f"{variant}-engine"))
-                print("judging the example engines (standard profile, about 20 s each)...")
+                print(f"judging the example engines ({settings.current().profile} profile)...")
                 states = wait_terminal(before + len(DEMO_ENGINES), timeout=args.timeout)
                 _print_status(states, _status_rows()[1], svc.url)
                 if args.exit:

@@ -16,6 +16,8 @@ import dagster as dg
 import orjson
 import pytest
 
+from quantcraft_dagster.core.standings import rank
+
 from .judge.helpers import engine_cgroups, sandbox_processes
 from .test_pipeline_e2e import free_port
 
@@ -149,3 +151,31 @@ def test_status_only_reads_it_never_calibrates(tmp_path):
     with dg.DagsterInstance.from_config(str(tmp_path / "state" / "dagster")) as instance:
         assert instance.get_runs() == []
         assert instance.get_dynamic_partitions("judge_slots") == []
+
+
+@pytest.mark.slow
+def test_up_demo_judges_the_examples_and_ranks_the_correct_engine_first(tmp_path):
+    """The README's first command, as a new user runs it (quick profile, noisy-host bounds):
+    every example engine is judged and alice's correct engine ranks first, alone, above carol's
+    LIFO twin of it and bob's (``correct_first``), then every service stops."""
+    env = {
+        **os.environ,
+        "QUANTCRAFT_HOME": str(tmp_path / "state"),
+        "QUANTCRAFT_PROFILE": "quick",
+        "QUANTCRAFT_MAX_SEND_LAG_P99_US": "20000",
+        "QUANTCRAFT_MAX_INTERFERENCE": "0.05",
+    }
+    cli = str(Path(sys.executable).parent / "quantcraft")
+    ports = ["--port", str(free_port()), "--leaderboard-port", str(free_port())]
+    up = subprocess.run([cli, "up", "--demo", "--exit", *ports], env=env, capture_output=True, timeout=900)
+    assert up.returncode == 0, up.stderr[-3000:]
+    out = subprocess.run([cli, "status", "--json"], env=env, capture_output=True, check=True).stdout
+    scores = [row["score"] for row in orjson.loads(out)["submissions"] if row["score"]]
+    assert sorted((s["contestant"], s["status"]) for s in scores) == [
+        ("alice", "finished"), ("bob", "finished"), ("carol", "finished")
+    ]  # fmt: skip
+    board = rank(scores)
+    assert board[0].contestant == "alice" and not board[0].tied
+    assert {s.contestant for s in board[1:]} == {"bob", "carol"}
+    assert b"rank" in up.stdout and b"alice" in up.stdout  # the standings it printed
+    assert stack_pids(tmp_path / "state") == set()

@@ -32,9 +32,10 @@ class ValidityConfig:
     undisturbed p99.5. On this 2-core VM, idle, trials measured 0.2–4 %: those near 0.2 % had
     phase C p99s of 23–50 µs, those at 1.6 % or more 1.5–3.8 ms (``bench/fairness_bench.py``).
     ``max_rate_error``: a stall long enough to matter (≥ 2 % of the phase) moves the achieved rate.
-    ``client_busy_share``: the load generator's CPU time over the replay's wall time from which
-    it, not the engine, set the pace. ``max_reruns``: invalid trials re-run per judging before
-    the judge gives up as an infrastructure failure.
+    ``client_busy_share``: the load generator's CPU time plus its run delay (runnable, waiting for
+    its CPU) over the replay's wall time, from which it, not the engine, set the pace.
+    ``max_reruns``: invalid trials re-run per judging before the judge gives up as an
+    infrastructure failure.
     """
 
     max_send_lag_p99_us: float = 100.0

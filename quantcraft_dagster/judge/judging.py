@@ -32,7 +32,7 @@ from ..core.trial import ValidityConfig, client_limited, interfered, invalid_rea
 from ..core.verdict import PhaseOutcome, Verdict, decide, rejected
 from . import interference
 from .cgroups import PlatformGroup
-from .cpus import placed, split_cpus
+from .cpus import cleared, placed, split_cpus
 from .loadgen import LoadPlan, LoadResult
 from .quiet import quiet_platform
 from .sandbox import BubblewrapSandbox, EngineExit, RunningEngine, Sandbox, SandboxLimits
@@ -60,6 +60,10 @@ class JudgeConfig:
     # judging slot: the embedded default); production judge hosts run none.
     quiet_platform: bool = True
     quiet_max_s: float = 10.0  # never longer per trial: a crawling engine must not stall the platform
+    # For each timed trial, move every other thread that may run outside this slot's CPUs (engine
+    # and load generator) off them (``cpus.cleared``): the host's housekeeping then runs on the
+    # CPUs no judging uses. A host with none (2 cores) has nothing to move.
+    clear_slot_cpus: bool = True
     report_timeout_s: float = 5.0
     health_timeout_s: float = 30.0
     phase_time_limit_s: float = 120.0  # bounds a crawling engine; a good one needs a few seconds
@@ -362,7 +366,7 @@ def phase_outcome(
         column(result.recv_ns),
         checked.exact,
         cpu_ns=engine_exit.cpu_ns if engine_exit is not None and result.healthy else None,
-        client_busy=result.cpu_s / result.wall_s if result.wall_s > 0 else None,
+        client_busy=(result.cpu_s + result.run_delay_s) / result.wall_s if result.wall_s > 0 else None,
         interference=result.interference_ns / (result.wall_s * 1e9)
         if result.interference_ns is not None and result.wall_s > 0
         else None,
@@ -434,7 +438,9 @@ def run_phase(
             progress(spec.phase, 0, len(plan.payloads), "starting a fresh engine")
         group = PlatformGroup() if timed and config.quiet_platform else None
         interfered = None
-        with quiet_platform(group, config.quiet_max_s):
+        slot = config.engine_cpus + config.loadgen_cpus
+        clearing = cleared(slot) if timed and config.clear_slot_cpus else contextlib.nullcontext()
+        with quiet_platform(group, config.quiet_max_s), clearing:
             engine = sandbox.start(binary, config.port)
             meter = interference.Meter(config.engine_cpus, engine)
             try:
@@ -509,6 +515,12 @@ def _read_progress(
     progress: Progress | None,
     on_healthy: Callable[[], None] | None,
 ) -> None:
+    """The load generator's lines, as they come: its "healthy" starts the replay's measurement
+    (``on_healthy``). At the load generator's own priority: beside its busy-polling sender on a
+    shared CPU, a thread at nice 0 got its turn only after the replay, and marked its start too
+    late (the interference meter then measured almost nothing)."""
+    with contextlib.suppress(OSError):  # not root: the judge needs root anyway (cgroups, nsenter)
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -20)
     assert proc.stdout is not None
     for line in proc.stdout:
         parts = line.split()

@@ -28,6 +28,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from ..core.protocol import MAX_FRAME_BYTES
 from .cpus import foreground
+from .interference import run_delay_ns
 from .wire import masked_text_frames
 
 HOST = "127.0.0.1"
@@ -69,9 +70,11 @@ class LoadResult:
     error_count: int = 0
     books: dict[str, Any] = field(default_factory=dict)
     peak_rss_bytes: int = 0
-    # The load generator's own CPU time over the wall time of the replay: near 1.0 means the
-    # client, not the engine, set the pace (phase B's "client-limited").
+    # The load generator's own CPU time, and the time it waited, runnable, for its CPU (other
+    # work there), over the wall time of the replay: together near 1.0 means the client, not the
+    # engine, set the pace (phase B's "client-limited"), however busy its CPU was.
     cpu_s: float = 0.0
+    run_delay_s: float = 0.0
     wall_s: float = 0.0
     # Filled in by the judge, which can see the engine's CPUs: time the engine waited for them
     # while other work held them during the replay (``judge.interference``); None: not measured.
@@ -387,12 +390,13 @@ def execute(plan: LoadPlan, progress: bool = False) -> LoadResult:
     gc.collect()
     gc.freeze()
     gc.disable()
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    cpu0, delay0, wall0 = time.process_time(), run_delay_ns([os.getpid()]), time.perf_counter()
     try:
         phase = uvloop.run(run_phase(plan, progress))
     finally:
         gc.enable()
     cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
+    delay_s = (run_delay_ns([os.getpid()]) - delay0) / 1e9
     missing = {}
     failure_of = {c.index: c.failure for c in phase.conns}
     for seq, recv in enumerate(phase.recv):
@@ -413,6 +417,7 @@ def execute(plan: LoadPlan, progress: bool = False) -> LoadResult:
         books=fetch_books(plan),
         peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         cpu_s=cpu_s,
+        run_delay_s=delay_s,
         wall_s=wall_s,
     )
 

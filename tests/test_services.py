@@ -154,6 +154,7 @@ def test_status_only_reads_it_never_calibrates(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_up_demo_judges_the_examples_and_ranks_the_correct_engine_first(tmp_path):
     """The README's first command, as a new user runs it (quick profile, noisy-host bounds):
     every example engine is judged and alice's correct engine ranks first, alone, above carol's
@@ -167,7 +168,7 @@ def test_up_demo_judges_the_examples_and_ranks_the_correct_engine_first(tmp_path
     }
     cli = str(Path(sys.executable).parent / "quantcraft")
     ports = ["--port", str(free_port()), "--leaderboard-port", str(free_port())]
-    up = subprocess.run([cli, "up", "--demo", "--exit", *ports], env=env, capture_output=True, timeout=900)
+    up = subprocess.run([cli, "up", "--demo", "--exit", *ports], env=env, capture_output=True, timeout=850)
     assert up.returncode == 0, up.stderr[-3000:]
     out = subprocess.run([cli, "status", "--json"], env=env, capture_output=True, check=True).stdout
     scores = [row["score"] for row in orjson.loads(out)["submissions"] if row["score"]]

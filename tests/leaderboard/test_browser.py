@@ -92,6 +92,8 @@ def test_submission_page_shows_trials_percentiles_and_the_client_limit(
     report_score(instance, "alice-1", "alice", 80.0)
     value = metrics_of(*judged()).value
     bucket.put_bytes(keys.asset_value(METRICS_ASSET.path, "alice-1"), orjson.dumps(value))
+    page.goto(server)  # the board follows the instance: the submission is known once alice shows
+    page.wait_for_selector("tr[data-contestant='alice']", timeout=5000)
     page.goto(f"{server}/submissions/alice-1")
     page.wait_for_selector("#percentiles svg[data-phase='C'] polyline", timeout=5000)
     rows = page.eval_on_selector_all(

@@ -102,9 +102,7 @@ def main() -> None:
 
 def clearing_ab(quick: JudgeConfig, rounds: int) -> None:
     bound = ValidityConfig().max_interference
-    print(
-        f"\n5. engine CPUs cleared for timed trials vs not, {rounds} interleaved rounds, every trial counted"
-    )
+    print(f"\n5. slot CPUs cleared for timed trials vs not, {rounds} interleaved rounds, every trial counted")
     raw = replace(
         quick, validity=ValidityConfig(max_send_lag_p99_us=1e9, max_interference=1.0, max_rate_error=1.0)
     )

@@ -101,7 +101,8 @@ def phase_metrics(
     exact_count = int(np.asarray(exact, dtype=bool).sum())
     if n == 0:
         return PhaseMetrics(0, 0, 0, 0, None, None, None, None, None, 0.0)
-    p50, p90, p99, p999 = nearest_rank(latencies_us(intended_ns, recv_ns), PERCENTILES)
+    series = latency_series(intended_ns, sent_ns, recv_ns)
+    p50, p90, p99, p999 = nearest_rank(series["corrected"], PERCENTILES)
     rate = 0.0  # a phase that ran but got nothing back measured zero, not "missing"
     if answered:
         span_ns = int(recv_ns[answered_mask].max()) - int(intended_ns.min())
@@ -109,12 +110,10 @@ def phase_metrics(
     sent_mask = sent_ns != 0
     lag_p50 = lag_p99 = send_rate = None
     if sent_mask.any():
-        lag = (sent_ns[sent_mask] - intended_ns[sent_mask]).astype(np.float64) / 1_000.0
-        lag_p50, lag_p99 = nearest_rank(lag, (50.0, 99.0))
+        lag_p50, lag_p99 = nearest_rank(series["send_lag"], (50.0, 99.0))
         sent = sent_ns[sent_mask]
         sent_span = int(sent.max()) - int(sent.min())
         send_rate = (len(sent) - 1) * NS_PER_S / sent_span if sent_span > 0 else None
-    service = latencies_us(np.where(sent_mask, sent_ns, intended_ns), recv_ns)
     return PhaseMetrics(
         orders=n,
         answered=answered,
@@ -127,7 +126,7 @@ def phase_metrics(
         orders_per_s=rate,
         error_rate=(n - exact_count) / n,
         windows=per_second(intended_ns, recv_ns),
-        service_p99_us=nearest_rank(service, (99.0,))[0],
+        service_p99_us=nearest_rank(series["service"], (99.0,))[0],
         send_lag_p50_us=lag_p50,
         send_lag_p99_us=lag_p99,
         send_rate=send_rate,
@@ -135,6 +134,19 @@ def phase_metrics(
         client_busy=client_busy,
         interference=interference,
     )
+
+
+def latency_series(
+    intended_ns: np.ndarray, sent_ns: np.ndarray, recv_ns: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Per order, in µs: corrected latency (from the intended time), service latency (from the
+    send; an unsent order's from its intended time) and, for the orders sent, send lag."""
+    sent_mask = sent_ns != 0
+    return {
+        "corrected": latencies_us(intended_ns, recv_ns),
+        "service": latencies_us(np.where(sent_mask, sent_ns, intended_ns), recv_ns),
+        "send_lag": (sent_ns[sent_mask] - intended_ns[sent_mask]).astype(np.float64) / 1_000.0,
+    }
 
 
 def latency_curves(
@@ -145,15 +157,8 @@ def latency_curves(
     Given every sample of a phase's trials together, the curve is that of the merged samples:
     percentiles are never averaged. Unanswered orders are unbounded (``None``); send lag counts
     the orders that were sent."""
-    sent_mask = sent_ns != 0
-    sent = np.where(sent_mask, sent_ns, intended_ns)
-    series = {
-        "corrected": latencies_us(intended_ns, recv_ns),
-        "service": latencies_us(sent, recv_ns),
-        "send_lag": (sent_ns[sent_mask] - intended_ns[sent_mask]).astype(np.float64) / 1_000.0,
-    }
     curves: dict[str, list[float | None]] = {"percentiles": list(CURVE_PERCENTILES)}
-    for name, values in series.items():
+    for name, values in latency_series(intended_ns, sent_ns, recv_ns).items():
         points = (
             nearest_rank(values, CURVE_PERCENTILES) if len(values) else [math.inf] * len(CURVE_PERCENTILES)
         )

@@ -3,12 +3,13 @@
 #   quantcraft/bookworm:minbase  debootstrap --variant=minbase bookworm, docker import
 #   quantcraft/sandbox:bookworm  glibc only: what a contestant's engine runs in
 #   quantcraft/app:latest        code location, webserver, daemon, run worker, leaderboard
+#   quantcraft/loadgen:latest    the sandbox image plus the load generator: the Docker sandbox's
+#                                probe, whose namespaces a judging's engines join
 #   quantcraft/s3-standin, quantcraft/postgres-standin   with `offline`: MinIO's and Postgres's
 #                                stand-ins for deploy/compose.offline.yml
 # Idempotent: the base is imported once; docker build's cache makes an unchanged rebuild instant.
 # Prints what it built and how long each step took.
-#   bash deploy/build-images.sh            # base, sandbox and project images
-#   bash deploy/build-images.sh sandbox    # the base and the sandbox image only (sandbox tests)
+#   bash deploy/build-images.sh            # base, sandbox, project and probe images
 #   bash deploy/build-images.sh offline    # all of the above and the offline stand-ins
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +17,7 @@ cd "$(dirname "$0")/.."
 BASE=${QUANTCRAFT_BASE_IMAGE:-quantcraft/bookworm:minbase}
 SANDBOX=${QUANTCRAFT_SANDBOX_IMAGE:-quantcraft/sandbox:bookworm}
 APP=${QUANTCRAFT_IMAGE:-quantcraft/app:latest}
+LOADGEN=${QUANTCRAFT_LOADGEN_IMAGE:-quantcraft/loadgen:latest}
 MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # The host's pip index (if it names one) and the CA bundle pip trusts are the build's: images
 # install from the same registry through the same TLS path (a proxy's CA included).
@@ -50,6 +52,7 @@ build() {  # build IMAGE DOCKERFILE: quiet on success, the builder's log on fail
   local log
   log=$(mktemp)
   if ! docker build --network host --build-arg "BASE=$BASE" --build-arg "PIP_INDEX_URL=$PIP_INDEX" \
+      --build-arg "APP=$APP" --build-arg "SANDBOX=$SANDBOX" \
       -t "$1" -f "$2" . >"$log" 2>&1; then
     cat "$log" >&2
     rm -f "$log"
@@ -65,9 +68,8 @@ else
 fi
 what=${1:-all}
 timed "$SANDBOX" build "$SANDBOX" deploy/sandbox.Dockerfile
-if [ "$what" != sandbox ]; then
-  timed "$APP" build "$APP" deploy/Dockerfile
-fi
+timed "$APP" build "$APP" deploy/Dockerfile
+timed "$LOADGEN" build "$LOADGEN" deploy/loadgen.Dockerfile
 if [ "$what" = offline ]; then
   timed quantcraft/s3-standin:latest build quantcraft/s3-standin:latest deploy/s3-standin.Dockerfile
   timed quantcraft/postgres-standin:latest build quantcraft/postgres-standin:latest deploy/postgres-standin.Dockerfile

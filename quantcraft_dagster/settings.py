@@ -138,6 +138,14 @@ class Settings:
         str,
         Setting("QUANTCRAFT_SANDBOX_IMAGE", "quantcraft/sandbox:bookworm", "Image of the `docker` sandbox"),
     ]
+    loadgen_image: Annotated[
+        str,
+        Setting(
+            "QUANTCRAFT_LOADGEN_IMAGE",
+            "quantcraft/loadgen:latest",
+            "Image of the `docker` sandbox's probe: the load generator, in the engines' namespaces",
+        ),
+    ]
     calibration_engines: Annotated[
         Path,
         Setting(

@@ -16,7 +16,6 @@ from quantcraft_dagster import settings
 from quantcraft_dagster.judge.docker_sandbox import LABEL
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_IMAGE = "quantcraft/app:latest"
 
 
 def _missing(client: docker.DockerClient, names: list[str]) -> bool:
@@ -31,17 +30,11 @@ def docker_client() -> docker.DockerClient:
 
 @pytest.fixture(scope="session")
 def sandbox_image(docker_client) -> str:
-    image = settings.current().sandbox_image
-    if _missing(docker_client, [image]):
-        subprocess.run(["bash", str(ROOT / "deploy" / "build-images.sh"), "sandbox"], check=True)
-    return image
-
-
-@pytest.fixture(scope="session")
-def app_image(docker_client, sandbox_image) -> str:
-    if _missing(docker_client, [APP_IMAGE]):
+    """The engines' image; the probe's beside it (built from the project image)."""
+    configured = settings.current()
+    if _missing(docker_client, [configured.sandbox_image, configured.loadgen_image]):
         subprocess.run(["bash", str(ROOT / "deploy" / "build-images.sh")], check=True)
-    return APP_IMAGE
+    return configured.sandbox_image
 
 
 def restart_daemon() -> None:
@@ -58,7 +51,7 @@ def restart_daemon() -> None:
 
 
 def sandbox_leftovers(client: docker.DockerClient) -> list[str]:
-    """Names of every engine container or volume still on the daemon."""
+    """Names of every engine or probe container and volume still on the daemon."""
     containers = client.containers.list(all=True, filters={"label": LABEL})
     volumes = client.volumes.list(filters={"label": LABEL})
     return [c.name for c in containers] + [v.name for v in volumes]

@@ -6,8 +6,20 @@ no network (``network_mode=none``: its own loopback only), a read-only root, a 1
 :class:`SandboxLimits` (memory = memory+swap, pids, cpuset, rlimits). The binary is copied in
 through the Docker API, once per judging, into a volume its engines mount read-only at ``/app``:
 the judge may run in a container of its own (DockerRunLauncher), so no host path of its is
-visible to the daemon, and Docker refuses to copy into a read-only root. The load generator joins
-the container's network namespace through ``/proc/<pid>/ns/net``, as it does for bubblewrap.
+visible to the daemon, and Docker refuses to copy into a read-only root.
+
+The load generator runs in a probe container, one per judging (``deploy/loadgen.Dockerfile``: the
+load generator and its interpreter, nothing else), with no network either; each engine joins the
+probe's network and pid namespaces (``network_mode``/``pid_mode`` ``container:<probe>``). So the
+load generator reaches the engine at 127.0.0.1 and sees its processes, to meter the interference
+(``interference.EngineOfUid``), and the judge needs no privilege at all: not the host's pid
+namespace, not ``SYS_ADMIN`` for ``setns``, only the Docker API. The probe runs as root with every
+capability dropped but ``SYS_NICE`` (its sender outranks other work on its CPU); the engine, as uid
+65534, can neither signal it nor read its memory, files or working directory
+(``/proc/<pid>/root`` wants ptrace rights over it). Each engine of a judging listens on a port of
+its own: the engine that served the previous trial may have left connections in TIME_WAIT on its
+port in the shared namespace. Plans go in and results come out through a volume only the probe
+mounts; the load generator is a process ``exec``-ed in the probe for each run.
 
 Every container and volume is labelled with its judging and an expiry; :func:`reap`, run when a
 :class:`DockerSandbox` is made, removes those whose judging is over (expired, or whose judge's own
@@ -32,11 +44,11 @@ from docker.errors import APIError, DockerException, NotFound
 from docker.models.volumes import Volume
 from docker.types import LogConfig, Mount, Ulimit
 
+from .. import settings
 from . import cgroups
 from .cpus import placed
-from .interference import descendants, task_cpu_ns
 from .judging import InfrastructureError, JudgeConfig
-from .sandbox import EngineExit, SandboxLimits, StderrTail
+from .sandbox import LOADGEN_MODULE, STDERR_TAIL_BYTES, EngineExit, SandboxLimits, StderrTail
 
 LABEL = "quantcraft.sandbox"
 JUDGING_LABEL = "quantcraft.judging"
@@ -48,6 +60,9 @@ LIFETIME_MARGIN_S = 120.0
 # whole judging. It holds a file, no process: a dead host judge's is reaped this late; a dead run
 # container's at once (its owner is gone), a finished judging's when it closes its sandbox.
 VOLUME_LIFETIME_S = 6 * 3600.0
+# Engines of one judging listen on PORT, PORT+1, … (mod this): see the module's docstring.
+PORTS_PER_JUDGING = 1000
+WORK = "/work"  # the probe's volume: plan in, result out
 
 
 def _own_container_id() -> str:
@@ -102,13 +117,19 @@ class DockerSandbox:
         lifetime_s: float = 3600.0,
         judging_id: str = "",
         client: docker.DockerClient | None = None,
+        loadgen_cpus: tuple[int, ...] = (),
+        probe_image: str | None = None,  # default: settings.loadgen_image
     ) -> None:
         self.limits = limits or SandboxLimits()
         self.image = image
+        self.probe_image = probe_image or settings.current().loadgen_image
         self.lifetime_s = lifetime_s
         self.judging_id = judging_id or uuid.uuid4().hex
+        self.loadgen_cpus = loadgen_cpus
         self.owner = _own_container_id()
         self._volumes: dict[Path, Volume] = {}
+        self._probe: Probe | None = None
+        self._started = 0
         try:
             self.client = client or docker.from_env()
             reap(self.client)
@@ -119,11 +140,11 @@ class DockerSandbox:
     def for_config(cls, config: JudgeConfig, image: str, judging_id: str = "") -> DockerSandbox:
         """Limits from the judge's config; a sandbox outliving the judge's own deadlines is a leftover."""
         lifetime = config.health_timeout_s + config.phase_time_limit_s + LIFETIME_MARGIN_S
-        return cls(config.sandbox_limits(), image, lifetime, judging_id)
+        return cls(config.sandbox_limits(), image, lifetime, judging_id, loadgen_cpus=config.loadgen_cpus)
 
-    def labels(self, lifetime_s: float | None = None) -> dict[str, str]:
+    def labels(self, lifetime_s: float | None = None, kind: str = "engine") -> dict[str, str]:
         return {
-            LABEL: "engine",
+            LABEL: kind,
             JUDGING_LABEL: self.judging_id,
             EXPIRES_LABEL: f"{time.time() + (lifetime_s or self.lifetime_s):.0f}",
             OWNER_LABEL: self.owner,
@@ -131,7 +152,10 @@ class DockerSandbox:
 
     def start(self, binary: Path, port: int) -> DockerEngine:
         try:
-            return DockerEngine(self, binary, port)
+            if self._probe is None:
+                self._probe = Probe(self)
+            self._started += 1
+            return DockerEngine(self, self._probe, binary, port + (self._started - 1) % PORTS_PER_JUDGING)
         except DockerException as exc:
             raise InfrastructureError(f"could not start the engine container: {exc}") from exc
 
@@ -152,7 +176,7 @@ class DockerSandbox:
                     mounts=[Mount("/app", name, type="volume")],
                 )  # fmt: skip
                 try:
-                    loader.put_archive("/app", _app_archive(binary))
+                    loader.put_archive("/app", _archive("engine", binary.read_bytes(), 0o555))
                 finally:
                     loader.remove(force=True)
             except BaseException:
@@ -163,34 +187,154 @@ class DockerSandbox:
         return self._volumes[key].name
 
     def close(self) -> None:
-        """Remove the judging's binary volumes (its engines are gone by now); usable again after.
-        Never raises: the verdict is made, and a volume Docker will not remove now is labelled for
+        """Remove the judging's probe and volumes (its engines are gone by now); usable again after.
+        Never raises: the verdict is made, and what Docker will not remove now is labelled for
         :func:`reap`, which removes it once its judging is over."""
+        probe, self._probe = self._probe, None
         volumes, self._volumes = list(self._volumes.values()), {}
+        if probe is not None:
+            volumes.append(probe.work)
+            with contextlib.suppress(DockerException):
+                probe.container.remove(force=True)
         for volume in volumes:
             with contextlib.suppress(DockerException):
                 volume.remove(force=True)
 
 
-def _app_archive(binary: Path) -> bytes:
-    """A tar holding only ``engine``: root-owned, read and execute for everyone, no write."""
+class Probe:
+    """The container whose network and pid namespaces a judging's engines join, and where the
+    load generator runs (see the module's docstring)."""
+
+    def __init__(self, sandbox: DockerSandbox) -> None:
+        client = sandbox.client
+        labels = sandbox.labels(VOLUME_LIFETIME_S, kind="probe")
+        name = f"qc-probe-{uuid.uuid4().hex[:12]}"
+        self.work = client.volumes.create(f"{name}-work", labels=labels)
+        try:
+            self.container = client.containers.create(
+                sandbox.probe_image,
+                ["python", "-c", "import signal; signal.pause()"],  # holds the namespaces
+                name=name,
+                labels=labels,
+                hostname="engine",
+                user="0:0",
+                network_mode="none",
+                ipc_mode="private",
+                read_only=True,
+                mounts=[Mount(WORK, self.work.name, type="volume")],
+                tmpfs={"/tmp": "size=64m,mode=1777"},
+                cap_drop=["ALL"],
+                cap_add=["SYS_NICE"],
+                security_opt=["no-new-privileges"],
+                pids_limit=64,
+                cpuset_cpus=",".join(map(str, sandbox.loadgen_cpus)) or None,
+                init=True,  # PID 1 of the engines' pid namespace: reaps what an engine orphans
+                log_config=LogConfig(type=LogConfig.types.NONE),
+            )
+            self.container.start()
+        except BaseException:
+            with contextlib.suppress(DockerException, AttributeError):
+                self.container.remove(force=True)
+            with contextlib.suppress(DockerException):
+                self.work.remove(force=True)
+            raise
+        self.client = client
+
+
+def _archive(name: str, data: bytes, mode: int) -> bytes:
+    """A tar holding only ``name``: root-owned, with ``mode``."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo("engine")
-        info.size = binary.stat().st_size
-        info.mode = 0o555
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        info.mode = mode
         info.mtime = int(time.time())
-        with open(binary, "rb") as fh:
-            tar.addfile(info, fh)
+        tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+class ProbeLoadgen:
+    """The load generator ``exec``-ed in the probe: the plan copied in, its stdout and stderr
+    demultiplexed from the exec's stream, the result copied out once it exits with 0."""
+
+    def __init__(self, probe: Probe, plan: Path, result: Path) -> None:
+        self.probe, self.result = probe, result
+        probe.container.put_archive(WORK, _archive("plan.pkl", plan.read_bytes(), 0o600))
+        api = probe.client.api
+        argv = ["python", "-m", LOADGEN_MODULE, f"{WORK}/plan.pkl", f"{WORK}/result.pkl"]
+        self._exec = api.exec_create(probe.container.id, argv, stdout=True, stderr=True)["Id"]
+        frames = api.exec_start(self._exec, stream=True, demux=True)
+        out_r, self._out_w = os.pipe()
+        self.stdout = os.fdopen(out_r, "r")
+        self._errors = bytearray()
+        self._killed = False
+        self._done = threading.Event()
+        threading.Thread(target=self._pump, args=(frames,), daemon=True).start()
+
+    def _pump(self, frames) -> None:
+        try:
+            for out, err in frames:
+                if out:
+                    os.write(self._out_w, out)
+                if err:
+                    self._errors += err
+                    del self._errors[:-STDERR_TAIL_BYTES]
+        except (OSError, DockerException) as exc:
+            self._errors += f"\n(the exec's stream broke: {exc})".encode()
+        finally:
+            os.close(self._out_w)
+            self._done.set()
+
+    def poll(self) -> int | None:
+        return self._code() if self._done.is_set() else None
+
+    def _code(self) -> int:
+        if self._killed:
+            return -9
+        code = self.probe.client.api.exec_inspect(self._exec)["ExitCode"]
+        return -1 if code is None else int(code)
+
+    def kill(self) -> None:
+        """SIGKILL every load generator in the probe (root there; the engine's uid is not)."""
+        self._killed = True
+        mine = repr(["-m", LOADGEN_MODULE])
+        script = (
+            "import os\n"
+            "for p in filter(str.isdigit, os.listdir('/proc')):\n"
+            "    try:\n"
+            f"        if open(f'/proc/{{p}}/cmdline', 'rb').read().decode().split(chr(0))[1:3] == {mine}:\n"
+            "            os.kill(int(p), 9)\n"
+            "    except (OSError, IndexError):\n"
+            "        pass\n"
+        )
+        with contextlib.suppress(DockerException):
+            self.probe.container.exec_run(["python", "-c", script])
+
+    def wait(self) -> int:
+        self._done.wait()
+        code = self._code()
+        if code == 0:
+            try:
+                chunks, _ = self.probe.container.get_archive(f"{WORK}/result.pkl")
+                with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
+                    member = tar.extractfile("result.pkl")
+                    assert member is not None
+                    self.result.write_bytes(member.read())
+            except (DockerException, tarfile.TarError, KeyError) as exc:
+                self._errors += f"\n(its result could not be copied out: {exc})".encode()
+        return code
+
+    def errors(self) -> str:
+        return bytes(self._errors[-2000:]).decode("utf-8", "replace")
 
 
 class DockerEngine:
     """One engine container; its stdout and stderr are drained into a 64 KiB tail."""
 
-    def __init__(self, sandbox: DockerSandbox, binary: Path, port: int) -> None:
+    def __init__(self, sandbox: DockerSandbox, probe: Probe, binary: Path, port: int) -> None:
         client, limits = sandbox.client, sandbox.limits
-        self.limits = limits
+        self.limits, self.probe, self.port = limits, probe, port
+        self.meter_uid: int | None = limits.uid  # the probe meters: this judge may not see its pids
         labels = sandbox.labels()
         name = f"qc-engine-{uuid.uuid4().hex[:12]}"
         app = sandbox.app_volume(binary)
@@ -204,11 +348,12 @@ class DockerEngine:
             ["/app/engine", "--port", str(port)],
             name=name,
             labels=labels,
-            hostname="engine",
             user=f"{limits.uid}:{limits.uid}",
             working_dir="/app",
             environment={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "QC_PORT": str(port)},
-            network_mode="none",
+            # The probe's namespaces: its loopback only (it has no network), and its PID 1 reaps.
+            network_mode=f"container:{probe.container.id}",
+            pid_mode=f"container:{probe.container.id}",
             ipc_mode="private",
             read_only=True,
             mounts=[Mount("/app", app, type="volume", read_only=True)],
@@ -221,7 +366,6 @@ class DockerEngine:
             memswap_limit=limits.memory_bytes,
             cpuset_cpus=",".join(map(str, limits.cpus)) or None,
             ulimits=ulimits,
-            init=True,  # a real PID 1: the engine gets SIGTERM like any process, orphans are reaped
             log_config=LogConfig(type=LogConfig.types.NONE),  # output goes to the tail, not to disk
         )
         try:
@@ -242,16 +386,17 @@ class DockerEngine:
             pump = threading.Thread(target=_pump, args=(stream, out_w), daemon=True)
             pump.start()
             self.stderr = StderrTail(out_r)
-        self._helpers = [Path(f"/proc/self/task/{t.native_id}") for t in (pump, self.stderr.thread)]
         self._code: int | None = None
         self._exited = threading.Event()
         self.container.start()
         self.container.reload()
-        self.pid = int(self.container.attrs["State"]["Pid"])
-        self.cgroup = HostCgroup.of(self.pid)
-        shim = _pin_parent(self.pid, limits.cpus)
-        if shim is not None:
-            self._helpers.append(Path(f"/proc/{shim}"))
+        # The engine's host pid means something here only where this judge sees the host's pids
+        # (a judge on the host): in a run container the same number may be another process.
+        pid = int(self.container.attrs["State"]["Pid"])
+        seen = _sees(pid, self.container.id)
+        self.cgroup = HostCgroup.of(pid) if seen else None
+        if seen:
+            _pin_parent(pid, limits.cpus)
         threading.Thread(target=self._wait, daemon=True).start()
 
     def _wait(self) -> None:
@@ -259,24 +404,14 @@ class DockerEngine:
             self._code = int(self.container.wait()["StatusCode"])
         self._exited.set()
 
-    @property
-    def netns_path(self) -> str:
-        return f"/proc/{self.pid}/ns/net"
+    def run_loadgen(self, plan: Path, result: Path) -> ProbeLoadgen:
+        return ProbeLoadgen(self.probe, plan, result)
 
     def exit_code(self) -> int | None:
         return self._code if self._exited.is_set() else None
 
     def cpu_ns(self) -> int:
         return self._usage()[0]
-
-    def helper_ns(self) -> int:
-        """The shim's threads (it copies the engine's output) and this judge's pump and tail
-        threads, all on the engine's CPUs: a flooding engine's output costs it, not the host."""
-        total = 0
-        for helper in self._helpers:
-            tasks = [helper] if helper.parent.name == "task" else list((helper / "task").glob("*"))
-            total += sum(task_cpu_ns(task) for task in tasks)
-        return total
 
     def _usage(self) -> tuple[int, int]:
         """(CPU ns, peak memory) of the container's cgroup: from its files when this judge sees them,
@@ -285,9 +420,6 @@ class DockerEngine:
             with contextlib.suppress(OSError, ValueError):
                 return self.cgroup.usage()
         return _usage(self.container)
-
-    def pids(self) -> set[int]:
-        return descendants(self.pid)
 
     def stop(self) -> EngineExit:
         """SIGTERM, SIGKILL after the grace period; then the container is removed (the binary's
@@ -375,23 +507,28 @@ class HostCgroup:
         return cpu, peak
 
 
-def _pin_parent(pid: int, cpus: tuple[int, ...]) -> int | None:
-    """Put the container's shim (the parent of its init) on the engine's CPUs, every thread of it;
-    returns the shim's pid (None if not visible).
+def _sees(pid: int, container_id: str) -> bool:
+    """Whether ``/proc/<pid>`` here is the container's process: its cgroup path names the
+    container on v1 and v2, under the cgroupfs and systemd drivers alike."""
+    with contextlib.suppress(OSError):
+        return container_id in Path(f"/proc/{pid}/cgroup").read_text()
+    return False
+
+
+def _pin_parent(pid: int, cpus: tuple[int, ...]) -> None:
+    """Put the container's shim (the parent of its engine) on the engine's CPUs, every thread of it.
 
     The shim copies whatever the engine writes to stdout and stderr: a flooding engine's output
     then costs the engine's CPUs, not the load generator's. Best effort: without the host's pid
     namespace the shim is not visible, and the measurement only loses this protection.
     """
     if not cpus:
-        return None
+        return
     with contextlib.suppress(OSError, ValueError, IndexError):
         stat = Path(f"/proc/{pid}/stat").read_text()
         parent = int(stat.rsplit(")", 1)[1].split()[1])
         for task in Path(f"/proc/{parent}/task").iterdir():
             os.sched_setaffinity(int(task.name), cpus)
-        return parent
-    return None
 
 
 def _pump(stream, fd: int) -> None:

@@ -95,15 +95,38 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+class EngineOfUid:
+    """An engine as seen from a pid namespace it shares (the Docker sandbox's probe): its
+    processes are those of its uid, which nothing else in the namespace runs as. Its CPU time is
+    what its live threads have run (no cgroup is visible from there); a thread that ended during
+    the replay takes its time with it, which can only raise the foreign time, and the meter keeps
+    the smaller of that and the run delay."""
+
+    def __init__(self, uid: int, proc: Path = Path("/proc")) -> None:
+        self.uid, self.proc = uid, proc
+
+    def pids(self) -> set[int]:
+        found = set()
+        for status in self.proc.glob("[0-9]*/status"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                uids = next(line for line in status.read_text().splitlines() if line.startswith("Uid:"))
+                if int(uids.split()[1]) == self.uid:  # the real uid: no capability can change it here
+                    found.add(int(status.parent.name))
+        return found
+
+    def cpu_ns(self) -> int:
+        return sum(task_cpu_ns(task) for pid in self.pids() for task in self.proc.glob(f"{pid}/task/*"))
+
+
 class Meter:
     """Interference with one engine: ``mark()`` at the replay's start and end, then ``ns()``."""
 
-    def __init__(self, cpus: tuple[int, ...], engine: RunningEngine) -> None:
+    def __init__(self, cpus: tuple[int, ...], engine: RunningEngine | EngineOfUid) -> None:
         self.cpus, self.engine = cpus, engine
         self.marks: list[tuple[int, int, int]] = []
 
     def mark(self) -> None:
-        own = self.engine.cpu_ns() + self.engine.helper_ns()
+        own = self.engine.cpu_ns()
         self.marks.append((busy_ns(self.cpus), own, run_delay_ns(self.engine.pids())))
 
     def ns(self) -> int | None:

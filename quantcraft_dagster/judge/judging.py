@@ -11,8 +11,6 @@ import functools
 import hashlib
 import os
 import pickle
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -35,7 +33,7 @@ from .cgroups import PlatformGroup
 from .cpus import cleared, placed, split_cpus
 from .loadgen import LoadPlan, LoadResult
 from .quiet import quiet_platform
-from .sandbox import BubblewrapSandbox, EngineExit, RunningEngine, Sandbox, SandboxLimits
+from .sandbox import BubblewrapSandbox, EngineExit, LoadgenRun, RunningEngine, Sandbox, SandboxLimits
 
 Progress = Callable[[str, int, int, str], None]
 """(phase, orders answered, orders in phase, note)."""
@@ -430,8 +428,6 @@ def run_phase(
     )
     with tempfile.TemporaryDirectory(prefix="qc-phase-") as tmp:
         plan_path, result_path = Path(tmp, "plan.pkl"), Path(tmp, "result.pkl")
-        with open(plan_path, "wb") as fh:
-            pickle.dump(plan, fh, protocol=pickle.HIGHEST_PROTOCOL)
         if progress:
             # Announced here, before anything is timed: a caller's bookkeeping (the Dagster asset
             # logs a lifecycle event) then never shares the load generator's CPU during a replay.
@@ -442,12 +438,24 @@ def run_phase(
         clearing = cleared(slot) if timed and config.clear_slot_cpus else contextlib.nullcontext()
         with quiet_platform(group, config.quiet_max_s), clearing:
             engine = sandbox.start(binary, config.port)
-            meter = interference.Meter(config.engine_cpus, engine)
             try:
+                plan.port = engine.port
+                judge_meters = timed and engine.meter_uid is None
+                if timed and not judge_meters:
+                    plan.meter = (config.engine_cpus, engine.meter_uid)
+                with open(plan_path, "wb") as fh:
+                    pickle.dump(plan, fh, protocol=pickle.HIGHEST_PROTOCOL)
+                meter = interference.Meter(config.engine_cpus, engine)
                 _drive_loadgen(
-                    engine, plan, plan_path, result_path, config, progress, meter.mark if timed else None
+                    engine,
+                    plan,
+                    plan_path,
+                    result_path,
+                    config,
+                    progress,
+                    meter.mark if judge_meters else None,
                 )
-                if timed and engine.exit_code() is None:  # the replay's end
+                if judge_meters and engine.exit_code() is None:  # the replay's end
                     meter.mark()
                     interfered = meter.ns()
             finally:
@@ -458,7 +466,8 @@ def run_phase(
             ), engine_exit
         with open(result_path, "rb") as fh:
             result = pickle.load(fh)
-        result.interference_ns = interfered
+        if judge_meters:
+            result.interference_ns = interfered
         return result, engine_exit
 
 
@@ -471,44 +480,37 @@ def _drive_loadgen(
     progress: Progress | None,
     on_healthy: Callable[[], None] | None = None,
 ) -> None:
-    """Run the load generator in the engine's network namespace; stop it if the engine dies first.
-    ``on_healthy`` is called when the engine answered its health check: the replay starts."""
-    cmd = [
-        "nsenter", f"--net={engine.netns_path}", "--",
-        sys.executable, "-m", "quantcraft_dagster.judge.loadgen", str(plan_path), str(result_path),
-    ]  # fmt: skip
+    """Run the load generator beside the engine; stop it if the engine dies first. ``on_healthy``
+    is called when the engine answered its health check: the replay starts."""
     total = len(plan.payloads)
     state = {"healthy": False}
-    with tempfile.TemporaryFile() as errors:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True)
-        reader = threading.Thread(
-            target=_read_progress, args=(proc, plan.phase, total, state, progress, on_healthy)
-        )
-        reader.start()
-        # The load generator enforces the phase limit itself; this only catches a stuck harness.
-        deadline = time.monotonic() + config.health_timeout_s + config.phase_time_limit_s + 60
-        try:
-            while proc.poll() is None:
-                if engine.exit_code() is not None and not state["healthy"]:
-                    proc.kill()
-                    break
-                if time.monotonic() > deadline:
-                    proc.kill()
-                    raise InfrastructureError(f"load generator overran its deadline in phase {plan.phase}")
-                time.sleep(0.05)
-        finally:
-            if proc.poll() is None:
+    proc = engine.run_loadgen(plan_path, result_path)
+    reader = threading.Thread(
+        target=_read_progress, args=(proc, plan.phase, total, state, progress, on_healthy)
+    )
+    reader.start()
+    # The load generator enforces the phase limit itself; this only catches a stuck harness.
+    deadline = time.monotonic() + config.health_timeout_s + config.phase_time_limit_s + 60
+    try:
+        while proc.poll() is None:
+            if engine.exit_code() is not None and not state["healthy"]:
                 proc.kill()
-            proc.wait()
-            reader.join(5)
-        if proc.returncode not in (0, -9) or (proc.returncode == 0 and not result_path.exists()):
-            errors.seek(0)
-            tail = errors.read()[-2000:].decode(errors="replace")
-            raise InfrastructureError(f"load generator failed ({proc.returncode}): {tail}")
+                break
+            if time.monotonic() > deadline:
+                proc.kill()
+                raise InfrastructureError(f"load generator overran its deadline in phase {plan.phase}")
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        code = proc.wait()
+        reader.join(5)
+    if code not in (0, -9) or (code == 0 and not result_path.exists()):
+        raise InfrastructureError(f"load generator failed ({code}): {proc.errors()}")
 
 
 def _read_progress(
-    proc: subprocess.Popen,
+    proc: LoadgenRun,
     phase: str,
     total: int,
     state: dict,
@@ -519,9 +521,8 @@ def _read_progress(
     (``on_healthy``). At the load generator's own priority: beside its busy-polling sender on a
     shared CPU, a thread at nice 0 got its turn only after the replay, and marked its start too
     late (the interference meter then measured almost nothing)."""
-    with contextlib.suppress(OSError):  # not root: the judge needs root anyway (cgroups, nsenter)
+    with contextlib.suppress(OSError):  # no CAP_SYS_NICE (a run container): it meters in the load generator
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -20)
-    assert proc.stdout is not None
     for line in proc.stdout:
         parts = line.split()
         if parts and parts[0] == "healthy":

@@ -28,7 +28,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from ..core.protocol import MAX_FRAME_BYTES
 from .cpus import foreground
-from .interference import run_delay_ns
+from .interference import EngineOfUid, Meter, run_delay_ns
 from .wire import masked_text_frames
 
 HOST = "127.0.0.1"
@@ -53,6 +53,10 @@ class LoadPlan:
     health_interval_s: float = 0.1
     report_timeout_s: float = 5.0
     time_limit_s: float = 120.0
+    # Where the judge cannot see the engine's processes (a run container judging through the
+    # Docker sandbox) the load generator, which shares the engine's pid namespace there, meters
+    # the interference itself: the engine's CPUs and its uid (``interference.EngineOfUid``).
+    meter: tuple[tuple[int, ...], int] | None = None
 
 
 @dataclass(slots=True)
@@ -76,8 +80,8 @@ class LoadResult:
     cpu_s: float = 0.0
     run_delay_s: float = 0.0
     wall_s: float = 0.0
-    # Filled in by the judge, which can see the engine's CPUs: time the engine waited for them
-    # while other work held them during the replay (``judge.interference``); None: not measured.
+    # Time the engine waited for its CPUs while other work held them during the replay
+    # (``judge.interference``): filled in by the judge, or here when the plan asks; None: not measured.
     interference_ns: int | None = None
 
 
@@ -385,6 +389,9 @@ def execute(plan: LoadPlan, progress: bool = False) -> LoadResult:
     healthy, waited, why = wait_healthy(plan)
     if not healthy:
         return LoadResult(False, waited, why)
+    meter = Meter(plan.meter[0], EngineOfUid(plan.meter[1])) if plan.meter else None
+    if meter:
+        meter.mark()
     if progress:
         print(f"healthy {waited:.2f}", flush=True)
     gc.collect()
@@ -396,6 +403,8 @@ def execute(plan: LoadPlan, progress: bool = False) -> LoadResult:
     finally:
         gc.enable()
     cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
+    if meter:
+        meter.mark()
     delay_s = (run_delay_ns([os.getpid()]) - delay0) / 1e9
     missing = {}
     failure_of = {c.index: c.failure for c in phase.conns}
@@ -419,6 +428,7 @@ def execute(plan: LoadPlan, progress: bool = False) -> LoadResult:
         cpu_s=cpu_s,
         run_delay_s=delay_s,
         wall_s=wall_s,
+        interference_ns=meter.ns() if meter else None,
     )
 
 

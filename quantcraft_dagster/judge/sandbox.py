@@ -16,10 +16,12 @@ import resource
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -75,21 +77,71 @@ class StderrTail:
         return bytes(self._buf[-self._limit :]).decode("utf-8", "replace")
 
 
+LOADGEN_MODULE = "quantcraft_dagster.judge.loadgen"
+
+
+class LoadgenRun(Protocol):
+    """A running load generator (``python -m quantcraft_dagster.judge.loadgen PLAN RESULT``) in
+    an engine's network namespace: its progress lines on ``stdout``, the result at RESULT once
+    :meth:`wait` returned 0."""
+
+    stdout: Iterable[str]
+
+    def poll(self) -> int | None: ...
+
+    def kill(self) -> None: ...
+
+    def wait(self) -> int:
+        """Its exit code (-9: killed); the result is in place when 0."""
+        ...
+
+    def errors(self) -> str:
+        """The tail of what it wrote to stderr: the reason it failed."""
+        ...
+
+
+class LocalLoadgen:
+    """The load generator as a child process of this judge."""
+
+    def __init__(self, argv: list[str]) -> None:
+        err_r, err_w = os.pipe()
+        try:
+            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err_w, text=True)
+        finally:
+            os.close(err_w)
+        self._errors = StderrTail(err_r)
+        assert self.proc.stdout is not None
+        self.stdout = self.proc.stdout
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def kill(self) -> None:
+        self.proc.kill()
+
+    def wait(self) -> int:
+        return self.proc.wait()
+
+    def errors(self) -> str:
+        return self._errors.text()[-2000:]
+
+
 class RunningEngine(Protocol):
     """A started engine, whatever the backend."""
 
-    @property
-    def netns_path(self) -> str: ...
+    port: int  # where it listens, inside its own network namespace
+    # None: the judge sees the engine's processes and meters the interference itself; a uid: only
+    # the load generator does, from the pid namespace it shares with the engine (Docker).
+    meter_uid: int | None
+
+    def run_loadgen(self, plan: Path, result: Path) -> LoadgenRun:
+        """Start the load generator where it reaches the engine at 127.0.0.1 and nothing else."""
+        ...
 
     def exit_code(self) -> int | None: ...
 
     def cpu_ns(self) -> int:
         """CPU time of the engine's processes so far (its cgroup)."""
-        ...
-
-    def helper_ns(self) -> int:
-        """CPU time spent so far on the engine's behalf on its CPUs, outside its cgroup (copying
-        its output): the engine's own doing, never the host's interference."""
         ...
 
     def pids(self) -> set[int]:
@@ -225,19 +277,33 @@ class BubblewrapEngine:
         self.stderr = StderrTail(out_r)
         self.child_pid = _read_child_pid(info_r)
         self.stopped = False
+        self.port = port
+        self.meter_uid: int | None = None
 
     @property
     def netns_path(self) -> str:
         return f"/proc/{self.child_pid or self.proc.pid}/ns/net"
+
+    def run_loadgen(self, plan: Path, result: Path) -> LocalLoadgen:
+        """Through ``nsenter --net``: the judge is root on this host and sees the engine's pid."""
+        return LocalLoadgen(
+            [
+                "nsenter",
+                f"--net={self.netns_path}",
+                "--",
+                sys.executable,
+                "-m",
+                LOADGEN_MODULE,
+                str(plan),
+                str(result),
+            ]
+        )
 
     def exit_code(self) -> int | None:
         return self.proc.poll()
 
     def cpu_ns(self) -> int:
         return self.cgroup.cpu_ns()
-
-    def helper_ns(self) -> int:
-        return 0  # the judge reads the engine's output pipe on its own CPUs
 
     def pids(self) -> set[int]:
         return self.cgroup.pids()

@@ -105,7 +105,8 @@ def service(client, stack: dict[str, str], name: str):  # docker.models.containe
 def engines_of(instance: dg.DagsterInstance, client, contestant: str) -> list:
     """The contestant's engine containers only: the hourly calibration may start one of its own."""
     runs = {r.run_id for r in instance.get_runs(dg.RunsFilter(tags={CONTESTANT_TAG: contestant}))}
-    return [c for c in client.containers.list(filters={"label": LABEL}) if c.labels[JUDGING_LABEL] in runs]
+    engines = client.containers.list(filters={"label": f"{LABEL}=engine"})
+    return [c for c in engines if c.labels[JUDGING_LABEL] in runs]
 
 
 def scored_once(instance: dg.DagsterInstance, contestant: str) -> list[dg.DagsterRun] | None:
@@ -253,7 +254,12 @@ def test_a_killed_run_worker_is_failed_by_monitoring_and_retried_once(
         return engines_of(instance, docker_client, "bob")
 
     (engine,) = wait_for(engine_running, 300, "bob's engine to start")
-    docker_client.containers.get(engine.labels[OWNER_LABEL]).kill()
+    run_container = docker_client.containers.get(engine.labels[OWNER_LABEL])
+    # Judging needs no privilege (issue 8): what deploy/dagster.yaml asks is what the run got.
+    host = run_container.attrs["HostConfig"]
+    assert host["CapDrop"] == ["ALL"] and not host["CapAdd"] and not host["Privileged"]
+    assert host["PidMode"] != "host" and host["SecurityOpt"] == ["no-new-privileges:true"]
+    run_container.kill()
     (partition,) = [k for k in instance.get_dynamic_partitions("submissions") if k.startswith("bob-")]
     failed_then_retried = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.SUCCESS}
 

@@ -105,6 +105,16 @@ def test_cannot_read_host_files(build_variant, judge_hostile, tmp_path):
     assert "canary: open failed" in v.stderr_tail
 
 
+def test_cannot_look_into_the_load_generator(build_variant, judge_hostile, sandbox_backend):
+    """Docker's engines share the probe's pid namespace, whose PID 1 and load generator run as
+    root and see the plan (the orders still to come) in /work: another uid's ``/proc/<pid>/root``
+    is closed to the engine. Under bubblewrap, PID 1 is the sandbox's own init: nothing there."""
+    v = judge_hostile(build_variant("canary_file", CANARY_PATH="/proc/1/root/work"))
+    assert "canary: open failed" in v.stderr_tail
+    if sandbox_backend == "docker":
+        assert "Permission denied" in v.stderr_tail
+
+
 def test_cannot_signal_other_processes(build_variant, judge_hostile):
     victim = subprocess.Popen(["sleep", "120"])
     try:

@@ -63,9 +63,6 @@ class FakeEngine:
     def cpu_ns(self) -> int:
         return cpu_ns(self.proc.pid)
 
-    def helper_ns(self) -> int:
-        return 0
-
     def pids(self) -> set[int]:
         return {self.proc.pid}
 

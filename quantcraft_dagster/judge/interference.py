@@ -83,18 +83,6 @@ def task_cpu_ns(task: Path) -> int:
     return 0
 
 
-def descendants(pid: int) -> set[int]:
-    """``pid`` and every process below it (``/proc/<pid>/task/<tid>/children``)."""
-    found, todo = set(), [pid]
-    while todo:
-        current = todo.pop()
-        found.add(current)
-        for children in Path(f"/proc/{current}/task").glob("*/children"):
-            with contextlib.suppress(OSError, ValueError):
-                todo.extend(int(c) for c in children.read_text().split() if int(c) not in found)
-    return found
-
-
 class EngineOfUid:
     """An engine as seen from a pid namespace it shares (the Docker sandbox's probe): its
     processes are those of its uid, which nothing else in the namespace runs as. Its CPU time is

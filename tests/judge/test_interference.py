@@ -41,17 +41,23 @@ def test_a_busy_cpu_shows_as_busy_time_and_two_spinners_on_one_cpu_delay_each_ot
     assert delay > 0.05e9  # each waited while the other ran
 
 
-def test_descendants_are_the_whole_process_tree():
-    parent = subprocess.Popen(["sh", "-c", "sleep 5 & sleep 5 & wait"])
+def test_an_engine_is_found_by_its_uid_with_its_cpu_time():
+    """What the Docker sandbox's probe meters: every process of the engine's uid and the CPU time
+    of their threads, and nothing of this judge's (root) processes."""
+    cpu = split_cpus()[0][0]
+    nobody = 65534
+    spinner = subprocess.Popen(
+        [sys.executable, "-c", SPIN, str(cpu), "0.5"], user=nobody, group=nobody, extra_groups=[]
+    )
     try:
-        deadline = time.monotonic() + 5
-        while len(interference.descendants(parent.pid)) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        tree = interference.descendants(parent.pid)
-        assert parent.pid in tree and len(tree) == 3 and os.getpid() not in tree
+        engine = interference.EngineOfUid(nobody)
+        time.sleep(0.3)
+        assert spinner.pid in engine.pids() and os.getpid() not in engine.pids()
+        own = cpu_ns(spinner.pid)
+        assert engine.cpu_ns() >= own > 0.1e9
     finally:
-        parent.kill()
-        parent.wait()
+        spinner.wait()
+    assert spinner.pid not in engine.pids()
 
 
 class FakeEngine:

@@ -4,7 +4,7 @@
 
 On a noisy host, relax the trial validity bounds for both backends with QUANTCRAFT_MAX_INTERFERENCE
 and QUANTCRAFT_MAX_SEND_LAG_P99_US. Needs a Docker daemon and the sandbox image (``bash scripts/dockerd.sh``,
-``bash deploy/build-images.sh sandbox``). Prints, for each backend:
+``bash deploy/build-images.sh``). Prints, for each backend:
 1. start -> listening (the engine's own "listening" line) and stop, median and worst of ``--starts``;
 2. a judging of the correct example engine, ``--judgings`` times, the backends interleaved
    (bubblewrap, docker, bubblewrap, ...): wall time, correctness, phase C corrected p99 per trial;

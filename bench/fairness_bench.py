@@ -13,7 +13,10 @@ Prints:
    thread for timed trials (``judge.cpus.cleared``, the default) against not, every trial counted
    (no validity bounds) to see the raw figures: interference, how many trials the default bound
    would accept, and phase C's corrected p99. On a host with no CPU outside the slot (2 cores)
-   nothing moves, and both sides measure the same thing.
+   nothing moves, and both sides measure the same thing;
+6. with ``--budget N``: N judgings per profile with room for 40 re-runs: how many trials each discarded,
+   and for re-run budgets of 4 to 16 how many of them would have finished (a judging stops at its
+   budget's first excess) and the wall time they took.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--clearing", type=int, default=0, metavar="N", help="rounds of the A/B (5.)")
+    parser.add_argument("--budget", type=int, default=0, metavar="N", help="judgings, re-run budget (6.)")
     args = parser.parse_args()
     quick, standard = JudgeConfig(profile="quick"), JudgeConfig(profile="standard")
     print(f"CPU split: engine {quick.engine_cpus}, load generator {quick.loadgen_cpus}")
@@ -97,30 +101,56 @@ def main() -> None:
             )
 
     if args.clearing:
-        clearing_ab(quick, args.clearing)
+        what = "5. slot CPUs cleared for timed trials (on) vs not"
+        placement_ab(quick, "clear_slot_cpus", args.clearing, what)
+    for config in (quick, standard) if args.budget else ():
+        rerun_budget(config, args.budget)
 
 
-def clearing_ab(quick: JudgeConfig, rounds: int) -> None:
+def rerun_budget(config: JudgeConfig, judgings: int) -> None:
+    print(f"\n6. re-run budget: {judgings} {config.profile} judgings, room for 40 re-runs")
+    roomy = replace(config, validity=replace(config.validity, max_reruns=40))
+    needed: list[tuple[int, float]] = []
+    for i in range(judgings):
+        start = time.perf_counter()
+        v = judged(roomy)
+        wall = time.perf_counter() - start
+        if v is not None:
+            reasons = [r.split(",")[0] for rs in v.invalid_trials.values() for r in rs]
+            needed.append((len(reasons), wall))
+            print(f"   {i + 1}: {len(reasons)} discarded in {wall:.0f} s {reasons[:3]}")
+    for budget in (4, 8, 12, 16):
+        done = [wall for n, wall in needed if n <= budget]
+        walls = f", wall median {statistics.median(done):.0f} s, worst {max(done):.0f} s" if done else ""
+        print(f"   budget {budget:2d}: {len(done)}/{judgings} finished{walls}")
+
+
+def placement_ab(config: JudgeConfig, flag: str, rounds: int, what: str) -> None:
+    """``rounds`` interleaved judgings with ``flag`` on and off, every trial counted (no validity
+    bounds) to see the raw figures of phases B and C."""
     bound = ValidityConfig().max_interference
-    print(f"\n5. slot CPUs cleared for timed trials vs not, {rounds} interleaved rounds, every trial counted")
+    print(f"\n{what}, {config.profile} profile, {rounds} interleaved rounds, every trial counted")
     raw = replace(
-        quick, validity=ValidityConfig(max_send_lag_p99_us=1e9, max_interference=1.0, max_rate_error=1.0)
+        config, validity=ValidityConfig(max_send_lag_p99_us=1e9, max_interference=1.0, max_rate_error=1.0)
     )
     trials: dict[bool, list] = {True: [], False: []}
     for _ in range(rounds):
-        for clear in (True, False):
-            v = judged(replace(raw, clear_slot_cpus=clear))
+        for on in (True, False):
+            v = judged(replace(raw, **{flag: on}))
             if v is not None:
-                trials[clear] += [(p, t) for p in ("B", "C") for t in v.trials[p]]
-    for clear, ts in trials.items():
+                trials[on] += [(p, t) for p in ("B", "C") for t in v.trials[p]]
+    for on, ts in trials.items():
         if not ts:
             continue
         shares = [t.interference for _, t in ts if t.interference is not None]
         c_p99 = [t.p99_us for p, t in ts if p == "C" and t.p99_us is not None]
+        lag = [t.send_lag_p99_us for p, t in ts if p == "C" and t.send_lag_p99_us is not None]
         print(
-            f"   {'cleared' if clear else 'as is  '}: interference median {statistics.median(shares):.2%},"
-            f" {sum(s <= bound for s in shares)}/{len(shares)} trials within the {bound:.1%} bound,"
-            f" phase C p99 median {statistics.median(c_p99):,.0f} µs"
+            f"   {'on ' if on else 'off'}: interference median {statistics.median(shares):.2%},"
+            f" {sum(s <= bound for s in shares)}/{len(shares)} trials within the {bound:.1%} bound;"
+            f" phase C p99 median {statistics.median(c_p99):,.0f} µs,"
+            f" {sum(x < 100 for x in c_p99)}/{len(c_p99)} under 100 µs,"
+            f" send-lag p99 median {statistics.median(lag):.1f} µs"
         )
 
 

@@ -1235,6 +1235,9 @@ static size_t base64(const unsigned char *in, size_t n, char *out) {
 }
 
 static void http_respond(conn *c, int code, const char *reason, const char *body, size_t blen, int keep) {
+#ifdef VARIANT_NAIVE_SERVER  /* and closes every HTTP connection after its response, first */
+    keep = 0;
+#endif
     char h[256];
     int n = snprintf(h, sizeof h,
                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: %s\r\n\r\n",
@@ -1441,7 +1444,11 @@ int main(int argc, char **argv) {
     buf_grow(&g_tmp, 4096);
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
+#ifndef VARIANT_NAIVE_SERVER  /* a test's variant: binds as a naive server would */
     setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+#else
+    (void)one;
+#endif
     struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (lfd < 0 || bind(lfd, (struct sockaddr *)&addr, sizeof addr) < 0 || listen(lfd, 1024) < 0) {

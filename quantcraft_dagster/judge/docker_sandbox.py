@@ -16,10 +16,11 @@ load generator reaches the engine at 127.0.0.1 and sees its processes, to meter 
 namespace, not ``SYS_ADMIN`` for ``setns``, only the Docker API. The probe runs as root with every
 capability dropped but ``SYS_NICE`` (its sender outranks other work on its CPU); the engine, as uid
 65534, can neither signal it nor read its memory, files or working directory
-(``/proc/<pid>/root`` wants ptrace rights over it). Each engine of a judging listens on a port of
-its own: the engine that served the previous trial may have left connections in TIME_WAIT on its
-port in the shared namespace. Plans go in and results come out through a volume only the probe
-mounts; the load generator is a process ``exec``-ed in the probe for each run.
+(``/proc/<pid>/root`` wants ptrace rights over it). Every engine of a judging listens on the same
+port, as the protocol says, in the one namespace: the load generator closes first or resets, so no
+connection the previous engine served holds the port in TIME_WAIT against an engine that binds
+without ``SO_REUSEADDR`` (``loadgen._http_get``). Plans go in and results come out through a volume
+only the probe mounts; the load generator is a process ``exec``-ed in the probe for each run.
 
 Every container and volume is labelled with its judging and an expiry; :func:`reap`, run when a
 :class:`DockerSandbox` is made, removes those whose judging is over (expired, or whose judge's own
@@ -60,8 +61,6 @@ LIFETIME_MARGIN_S = 120.0
 # whole judging. It holds a file, no process: a dead host judge's is reaped this late; a dead run
 # container's at once (its owner is gone), a finished judging's when it closes its sandbox.
 VOLUME_LIFETIME_S = 6 * 3600.0
-# Engines of one judging listen on PORT, PORT+1, … (mod this): see the module's docstring.
-PORTS_PER_JUDGING = 1000
 WORK = "/work"  # the probe's volume: plan in, result out
 
 
@@ -129,7 +128,6 @@ class DockerSandbox:
         self.owner = _own_container_id()
         self._volumes: dict[Path, Volume] = {}
         self._probe: Probe | None = None
-        self._started = 0
         try:
             self.client = client or docker.from_env()
             reap(self.client)
@@ -154,8 +152,7 @@ class DockerSandbox:
         try:
             if self._probe is None:
                 self._probe = Probe(self)
-            self._started += 1
-            return DockerEngine(self, self._probe, binary, port + (self._started - 1) % PORTS_PER_JUDGING)
+            return DockerEngine(self, self._probe, binary, port)
         except DockerException as exc:
             raise InfrastructureError(f"could not start the engine container: {exc}") from exc
 

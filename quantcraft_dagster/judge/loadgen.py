@@ -17,6 +17,8 @@ import http.client
 import os
 import pickle
 import resource
+import socket
+import struct
 import sys
 import time
 from dataclasses import dataclass, field
@@ -238,8 +240,15 @@ def _order_id(payload: bytes) -> str | None:
 
 
 def _http_get(port: int, path: str, timeout: float) -> tuple[int, bytes]:
+    """One request; the connection is then reset, not closed. A server that closes first keeps
+    the connection in TIME_WAIT for a minute, on its port: the Docker sandbox's engines share one
+    network namespace, and the next engine of the judging could not bind that port without
+    ``SO_REUSEADDR``. A reset leaves nothing behind on either side."""
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
+        conn.connect()  # set before anything closes it: a "Connection: close" reply closes it early
+        assert conn.sock is not None
+        conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.request("GET", path)
         resp = conn.getresponse()
         return resp.status, resp.read(1 << 20)

@@ -29,6 +29,18 @@ def test_correct_engine_is_fully_correct(engines, profile):
     assert_nothing_left()
 
 
+def test_a_naive_server_is_judged_in_every_trial(engines):
+    """The protocol's port is the same for every engine of a judging, and the Docker sandbox's
+    engines share one network namespace: nothing the judge did with the previous engine may leave
+    that port in TIME_WAIT against the next one's ``bind`` without ``SO_REUSEADDR`` (this variant
+    also closes every HTTP connection first, so the health checks' would, were they not reset)."""
+    v = judge_binary(engines / "naive_server", JudgeConfig(profile="quick", validity=NOISY_HOST)).verdict
+    assert v.status == "finished", v.reason
+    assert v.scores.correctness == 100.0
+    assert len(v.trials["B"]) == len(v.trials["C"]) == 3
+    assert_nothing_left()
+
+
 @pytest.mark.parametrize(
     ("variant", "phase_of_first", "mentions"),
     [

@@ -330,7 +330,7 @@ class DockerEngine:
 
     def __init__(self, sandbox: DockerSandbox, probe: Probe, binary: Path, port: int) -> None:
         client, limits = sandbox.client, sandbox.limits
-        self.limits, self.probe, self.port = limits, probe, port
+        self.limits, self.probe = limits, probe
         self.meter_uid: int | None = limits.uid  # the probe meters: this judge may not see its pids
         labels = sandbox.labels()
         name = f"qc-engine-{uuid.uuid4().hex[:12]}"

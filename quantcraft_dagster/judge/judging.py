@@ -439,23 +439,20 @@ def run_phase(
         with quiet_platform(group, config.quiet_max_s), clearing:
             engine = sandbox.start(binary, config.port)
             try:
-                plan.port = engine.port
-                judge_meters = timed and engine.meter_uid is None
-                if timed and not judge_meters:
+                # The judge meters where it sees the engine's processes, else the load generator.
+                meter = (
+                    interference.Meter(config.engine_cpus, engine)
+                    if timed and engine.meter_uid is None
+                    else None
+                )
+                if timed and meter is None:
                     plan.meter = (config.engine_cpus, engine.meter_uid)
                 with open(plan_path, "wb") as fh:
                     pickle.dump(plan, fh, protocol=pickle.HIGHEST_PROTOCOL)
-                meter = interference.Meter(config.engine_cpus, engine)
                 _drive_loadgen(
-                    engine,
-                    plan,
-                    plan_path,
-                    result_path,
-                    config,
-                    progress,
-                    meter.mark if judge_meters else None,
+                    engine, plan, plan_path, result_path, config, progress, meter.mark if meter else None
                 )
-                if judge_meters and engine.exit_code() is None:  # the replay's end
+                if meter is not None and engine.exit_code() is None:  # the replay's end
                     meter.mark()
                     interfered = meter.ns()
             finally:
@@ -466,7 +463,7 @@ def run_phase(
             ), engine_exit
         with open(result_path, "rb") as fh:
             result = pickle.load(fh)
-        if judge_meters:
+        if meter is not None:
             result.interference_ns = interfered
         return result, engine_exit
 

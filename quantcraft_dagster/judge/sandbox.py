@@ -129,7 +129,6 @@ class LocalLoadgen:
 class RunningEngine(Protocol):
     """A started engine, whatever the backend."""
 
-    port: int  # where it listens, inside its own network namespace
     # None: the judge sees the engine's processes and meters the interference itself; a uid: only
     # the load generator does, from the pid namespace it shares with the engine (Docker).
     meter_uid: int | None
@@ -277,7 +276,6 @@ class BubblewrapEngine:
         self.stderr = StderrTail(out_r)
         self.child_pid = _read_child_pid(info_r)
         self.stopped = False
-        self.port = port
         self.meter_uid: int | None = None
 
     @property

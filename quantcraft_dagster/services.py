@@ -302,17 +302,23 @@ class Services:
 
         Whole groups, because a service's children outlive it otherwise; all at once, so the stack
         is down within one grace period (the leaderboard bounds its own graceful shutdown to 5 s).
+        Thawed throughout: a service frozen for a judging's trial (``judge.quiet``) would not act
+        on either signal.
         """
         procs = [self.procs.pop(key) for key in ([name] if name else list(self.procs)) if key in self.procs]
+        platform = PlatformGroup()
         _leave_idle(_group_members({proc.pid for proc in procs}))
         for proc in procs:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         while any(_group_alive(proc) for proc in procs) and time.monotonic() < deadline:
+            platform.thaw()  # a judging's timed trial may have frozen them, or freeze them again
             time.sleep(0.05)
         for proc in procs:
             if _group_alive(proc):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
+        platform.thaw()
+        for proc in procs:
             proc.wait()

@@ -250,6 +250,14 @@ class PlatformGroup:
         self.judges.mkdir(parents=True, exist_ok=True)
         _write(self.judges / "cgroup.procs", str(os.getpid()))
 
+    def thaw(self) -> None:
+        """Let the platform run again, whoever froze it: a frozen process acts on no signal, not
+        even SIGKILL (cgroup v1), so a stopping stack thaws its services before and while it
+        signals them."""
+        path, _, thawed = self.state_file()
+        with contextlib.suppress(OSError):  # no such group: nothing was ever frozen
+            path.write_text(thawed)
+
     def state_file(self) -> tuple[Path, str, str]:
         """(file, frozen value, thawed value) for this hierarchy."""
         if self.version == 2:

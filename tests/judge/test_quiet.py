@@ -51,7 +51,15 @@ def test_frozen_for_the_block_and_thawed_after(platform):
     assert not frozen(group) and state(service.pid) == "S"
 
 
-def test_a_judge_killed_mid_trial_leaves_the_platform_thawed(platform):
+@pytest.mark.parametrize(
+    "kill",
+    [
+        lambda pid: os.kill(pid, signal.SIGKILL),
+        lambda pid: os.killpg(pid, signal.SIGTERM),  # a supervisor stopping the judge's whole group
+    ],
+    ids=["sigkill", "sigterm-to-its-group"],
+)
+def test_a_judge_killed_mid_trial_leaves_the_platform_thawed(platform, kill):
     group, _ = platform
     code = (
         "import sys, time\n"
@@ -61,14 +69,26 @@ def test_a_judge_killed_mid_trial_leaves_the_platform_thawed(platform):
         f"with quiet_platform(PlatformGroup(name={group.path.name!r}), max_s=60):\n"
         "    print('frozen', flush=True); time.sleep(60)\n"
     )
-    judge = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    judge = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
     assert judge.stdout.readline().strip() == "frozen" and frozen(group)
-    os.kill(judge.pid, signal.SIGKILL)
+    kill(judge.pid)
     judge.wait()
     deadline = time.monotonic() + 5
     while frozen(group) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not frozen(group)
+
+
+def test_a_stopping_stack_can_thaw_its_services_whoever_froze_them(platform):
+    group, service = platform
+    path, value, _ = group.state_file()
+    path.write_text(value)
+    group.thaw()
+    assert not frozen(group)
+    service.terminate()
+    assert service.wait(timeout=5) == -signal.SIGTERM
 
 
 def test_no_platform_no_freeze():

@@ -117,6 +117,7 @@ TELEMETRY_SCHEMA = pa.schema(
         ("recv_ns", pa.int64()),
         ("status", pa.string()),
         ("exact", pa.bool_()),
+        ("disturbed", pa.bool_()),
     ]
 )
 assert tuple(TELEMETRY_SCHEMA.names) == TELEMETRY_COLUMNS
@@ -244,9 +245,11 @@ def metrics(
     with duckdb.connect() as con:
         con.register("t", telemetry)
         cols = con.execute(
-            "SELECT phase, trial, intended_ns, sent_ns, recv_ns, exact FROM t ORDER BY phase, trial, seq"
+            "SELECT phase, trial, intended_ns, sent_ns, recv_ns, exact, disturbed FROM t"
+            " ORDER BY phase, trial, seq"
         ).fetchnumpy()
     stamps = ("intended_ns", "sent_ns", "recv_ns")
+    disturbed = np.asarray(cols["disturbed"], dtype=bool)
     value: dict[str, Any] = {}
     for phase in trace.PHASES:
         in_phase = cols["phase"] == phase
@@ -255,16 +258,24 @@ def metrics(
         # Telemetry holds the counted trials only, numbered in the order the verdict lists them.
         for trial, figures in zip(np.unique(cols["trial"][in_phase]), judged.get("trials", []), strict=True):
             mask = in_phase & (cols["trial"] == trial)
-            measured = phase_metrics(*(cols[k][mask] for k in stamps), np.asarray(cols["exact"][mask]))
+            watched = figures.get("disturbed") is not None  # else: not watched order by order
+            measured = phase_metrics(
+                *(cols[k][mask] for k in stamps),
+                np.asarray(cols["exact"][mask]),
+                disturbed=disturbed[mask] if watched else None,
+            )
             runs.append(with_judge_figures(measured, figures))
         if runs:
             value[phase] = {
                 **summarize(runs).to_obj(),
                 "trials": [m.to_obj() for m in runs],
                 "invalid_trials": judged.get("invalid_trials", {"count": 0, "reasons": []}),
-                "curves": latency_curves(*(cols[k][in_phase] for k in stamps)),
+                "curves": latency_curves(*(cols[k][in_phase] for k in stamps), disturbed[in_phase]),
             }
-    figures = ("p50_us", "p99_us", "service_p99_us", "send_lag_p99_us", "orders_per_s", "cpu_us_per_order")
+    figures = (
+        "p50_us", "p99_us", "service_p99_us", "send_lag_p99_us", "orders_per_s", "cpu_us_per_order",
+        "disturbed",
+    )  # fmt: skip
     meta = {f"{p}_{k}": v[k] for p, v in value.items() for k in figures}
     return dg.Output(value, metadata={k: v for k, v in meta.items() if v is not None})
 

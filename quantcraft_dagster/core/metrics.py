@@ -60,6 +60,10 @@ class PhaseMetrics:
     client_limited: bool = False
     # Time other work kept the engine off its CPUs, over the replay's wall time (the host's share)
     interference: float | None = None
+    # Open loop: answered orders whose latency the judge does not vouch for (sent late, or in
+    # flight while the host held the engine off its CPUs: ``core.trial.disturbed_orders``), left
+    # out of the latency percentiles; None where the trial was not watched order by order.
+    disturbed: int | None = None
 
     def to_obj(self) -> dict[str, Any]:
         """JSON shape; unbounded percentiles become ``None`` (JSON has no infinity)."""
@@ -93,8 +97,12 @@ def phase_metrics(
     cpu_ns: int | None = None,
     client_busy: float | None = None,
     interference: float | None = None,
+    disturbed: np.ndarray | None = None,
 ) -> PhaseMetrics:
-    """Figures for one run of a phase; closed-loop phases have ``intended_ns == sent_ns``."""
+    """Figures for one run of a phase; closed-loop phases have ``intended_ns == sent_ns``.
+
+    ``disturbed`` (a mask, open loop) marks the orders left out of the latency percentiles; they
+    still count for everything else."""
     n = len(intended_ns)
     answered_mask = recv_ns != 0
     answered = int(answered_mask.sum())
@@ -102,7 +110,11 @@ def phase_metrics(
     if n == 0:
         return PhaseMetrics(0, 0, 0, 0, None, None, None, None, None, 0.0)
     series = latency_series(intended_ns, sent_ns, recv_ns)
-    p50, p90, p99, p999 = nearest_rank(series["corrected"], PERCENTILES)
+    vouched = ~disturbed if disturbed is not None else np.ones(n, dtype=bool)
+    p50 = p90 = p99 = p999 = service_p99 = None  # nothing to vouch for: such a trial never counts
+    if vouched.any():
+        p50, p90, p99, p999 = nearest_rank(series["corrected"][vouched], PERCENTILES)
+        service_p99 = nearest_rank(series["service"][vouched], (99.0,))[0]
     rate = 0.0  # a phase that ran but got nothing back measured zero, not "missing"
     if answered:
         span_ns = int(recv_ns[answered_mask].max()) - int(intended_ns.min())
@@ -126,13 +138,14 @@ def phase_metrics(
         orders_per_s=rate,
         error_rate=(n - exact_count) / n,
         windows=per_second(intended_ns, recv_ns),
-        service_p99_us=nearest_rank(series["service"], (99.0,))[0],
+        service_p99_us=service_p99,
         send_lag_p50_us=lag_p50,
         send_lag_p99_us=lag_p99,
         send_rate=send_rate,
         cpu_us_per_order=cpu_ns / 1_000 / n if cpu_ns is not None else None,
         client_busy=client_busy,
         interference=interference,
+        disturbed=int(disturbed.sum()) if disturbed is not None else None,
     )
 
 
@@ -150,15 +163,19 @@ def latency_series(
 
 
 def latency_curves(
-    intended_ns: np.ndarray, sent_ns: np.ndarray, recv_ns: np.ndarray
+    intended_ns: np.ndarray, sent_ns: np.ndarray, recv_ns: np.ndarray, disturbed: np.ndarray | None = None
 ) -> dict[str, list[float | None]]:
     """The three latency series at each of :data:`CURVE_PERCENTILES` (µs), for a percentile plot.
 
     Given every sample of a phase's trials together, the curve is that of the merged samples:
     percentiles are never averaged. Unanswered orders are unbounded (``None``); send lag counts
-    the orders that were sent."""
+    the orders that were sent; the two latencies leave out ``disturbed`` orders, as the figures do."""
     curves: dict[str, list[float | None]] = {"percentiles": list(CURVE_PERCENTILES)}
-    for name, values in latency_series(intended_ns, sent_ns, recv_ns).items():
+    series = latency_series(intended_ns, sent_ns, recv_ns)
+    if disturbed is not None:
+        series["corrected"] = series["corrected"][~disturbed]
+        series["service"] = series["service"][~disturbed]
+    for name, values in series.items():
         points = (
             nearest_rank(values, CURVE_PERCENTILES) if len(values) else [math.inf] * len(CURVE_PERCENTILES)
         )

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .check import Divergence, PhaseCheck
 from .metrics import PhaseMetrics
 from .scoring import Scores, ScoringConfig, score_trials
@@ -34,6 +36,8 @@ class PhaseOutcome:
     protocol_errors: list[str] = field(default_factory=list)
     protocol_error_count: int = 0
     trial: int = 0
+    # Per order: left out of the latency percentiles (``core.trial.disturbed_orders``), or None.
+    disturbed: np.ndarray | None = None
 
 
 @dataclass(slots=True)

@@ -17,7 +17,13 @@ So the judge measures two things over the replay and keeps the smaller:
   CONFIG_SCHED_INFO). Foreign work while the engine sleeps costs it nothing, and an engine with
   more busy threads than CPUs delays itself: only what both see is the host's doing.
 
-A trial with more than a small bound of it is invalid and re-run (``core.trial``), like a late send.
+A closed-loop trial with more than a small bound of it is invalid and re-run (``core.trial``), like
+a late send. An open-loop trial is timed order by order, and a share over the whole replay says
+too little there: on this VM the engine's many short wake-ups alone add up to 0.7 % of a phase C
+trial, harmless, while a few 2–4 ms runs of the VM's agent (pid 1, nice −10) and DAMON's kdamond on
+the engine's CPU (seen with ftrace) decide its p99. So the load generator also samples the same
+two quantities between its sends (:class:`StallWatch`), and the judge finds *when* the host held
+the engine off its CPU: the orders in flight then are the host's, not the engine's (``core.trial``).
 """
 
 from __future__ import annotations
@@ -104,6 +110,47 @@ class EngineOfUid:
 
     def cpu_ns(self) -> int:
         return sum(task_cpu_ns(task) for pid in self.pids() for task in self.proc.glob(f"{pid}/task/*"))
+
+
+class StallWatch:
+    """The engine's CPUs and threads, sampled by the load generator between two sends.
+
+    Each sample is (time, idle time of the engine's CPUs or None, the engine's CPU time, its run
+    delay), all in ns; ``core.trial.host_stalls`` turns consecutive samples into the windows in
+    which other work held the engine off its CPUs. The files are opened once and re-read with
+    ``pread`` (about 2 µs a sample here), so sampling every quarter millisecond costs the sender
+    nothing it would notice. Threads the engine starts after the watch begins are not watched;
+    a thread that ends keeps its last figures.
+    """
+
+    def __init__(self, cpus: Iterable[int], pids: Iterable[int], interval_ns: int = 250_000) -> None:
+        cpus = tuple(cpus)
+        self.ncpus, self.interval_ns = len(cpus), interval_ns
+        idle = [p for c in cpus for p in sorted((CPU_ROOT / f"cpu{c}" / "cpuidle").glob("state*/time"))]
+        has_idle = bool(cpus) and all(any((CPU_ROOT / f"cpu{c}" / "cpuidle").glob("state*")) for c in cpus)
+        self.idle_fds = [os.open(p, os.O_RDONLY) for p in idle] if has_idle else []
+        self.task_fds = []
+        for pid in pids:
+            for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+                with contextlib.suppress(OSError):
+                    self.task_fds.append(os.open(task, os.O_RDONLY))
+        self.last = [(0, 0)] * len(self.task_fds)
+        self.samples: list[tuple[int, int | None, int, int]] = []
+        self.next_ns = 0
+
+    def sample(self) -> None:
+        now = time.perf_counter_ns()  # CLOCK_MONOTONIC, the clock of the orders' stamps
+        idle = sum(int(os.pread(fd, 32, 0)) for fd in self.idle_fds) * 1_000 if self.idle_fds else None
+        for k, fd in enumerate(self.task_fds):
+            with contextlib.suppress(OSError, ValueError, IndexError):  # ended: its last figures stand
+                ran, waited = os.pread(fd, 96, 0).split()[:2]
+                self.last[k] = (int(ran), int(waited))
+        self.samples.append((now, idle, sum(r for r, _ in self.last), sum(w for _, w in self.last)))
+        self.next_ns = now + self.interval_ns
+
+    def close(self) -> None:
+        for fd in (*self.idle_fds, *self.task_fds):
+            os.close(fd)
 
 
 class Meter:

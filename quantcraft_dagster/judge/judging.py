@@ -26,7 +26,14 @@ from ..core.binary import MAX_BINARY_BYTES, Rejected, validate
 from ..core.bundle import PhaseBundle, assemble, build, trace_id
 from ..core.metrics import phase_metrics
 from ..core.scoring import ScoringConfig
-from ..core.trial import ValidityConfig, client_limited, interfered, invalid_reason
+from ..core.trial import (
+    ValidityConfig,
+    client_limited,
+    disturbed_orders,
+    host_stalls,
+    interfered,
+    invalid_reason,
+)
 from ..core.verdict import PhaseOutcome, Verdict, decide, rejected
 from . import interference
 from .cgroups import PlatformGroup
@@ -135,9 +142,10 @@ class Telemetry:
     columns: dict[str, list] = field(default_factory=lambda: {k: [] for k in TELEMETRY_COLUMNS})
 
     def add(
-        self, phase: str, trial: int, bundle: PhaseBundle, result: LoadResult, checked: check.PhaseCheck
+        self, phase: str, trial: int, bundle: PhaseBundle, result: LoadResult, outcome: PhaseOutcome
     ) -> None:
         n = len(bundle.orders)
+        checked, disturbed = outcome.check, outcome.disturbed
         conn_of = [bundle.spec.connection_of(o.symbol) for o in bundle.orders]
         zeros = [0] * n
         cols = self.columns
@@ -151,6 +159,7 @@ class Telemetry:
         cols["recv_ns"] += result.recv_ns or zeros
         cols["status"] += checked.status
         cols["exact"] += checked.exact.tolist()
+        cols["disturbed"] += disturbed.tolist() if disturbed is not None else [False] * n
 
     def __len__(self) -> int:
         return len(self.columns["seq"])
@@ -163,6 +172,7 @@ class Telemetry:
 
 TELEMETRY_COLUMNS = (
     "phase", "trial", "connection", "seq", "order_id", "intended_ns", "sent_ns", "recv_ns", "status", "exact",
+    "disturbed",
 )  # fmt: skip
 
 
@@ -330,7 +340,7 @@ class _Judging:
             reasons.pop()  # this one counts: what kept the engine off its CPUs was its own doing
             if (why := invalid_reason(outcome.metrics, bundle.spec.rate, validity, True)) is not None:
                 raise InfrastructureError(f"no valid trial of phase {phase} after re-runs: {why}")
-        self.telemetry.add(phase, trial, bundle, result, outcome.check)
+        self.telemetry.add(phase, trial, bundle, result, outcome)
         self.counted.append(outcome)
         if engine_exit is not None and (outcome.problem or not self.stderr_tail):
             self.stderr_tail = engine_exit.stderr_tail
@@ -358,16 +368,21 @@ def phase_outcome(
     def column(values: list[int]) -> np.ndarray:
         return np.asarray(values, dtype=np.int64) if values else zeros
 
+    stamps = column(result.intended_ns), column(result.sent_ns), column(result.recv_ns)
+    disturbed = None
+    if result.stall_samples:
+        stalls = host_stalls(result.stall_samples, result.watched_cpus, int(validity.min_stall_us * 1_000))
+        lag_ns = int(validity.max_send_lag_p99_us * 1_000)
+        disturbed = disturbed_orders(*stamps, stalls, lag_ns, validity.min_held_share)
     metrics = phase_metrics(
-        column(result.intended_ns),
-        column(result.sent_ns),
-        column(result.recv_ns),
+        *stamps,
         checked.exact,
         cpu_ns=engine_exit.cpu_ns if engine_exit is not None and result.healthy else None,
         client_busy=(result.cpu_s + result.run_delay_s) / result.wall_s if result.wall_s > 0 else None,
         interference=result.interference_ns / (result.wall_s * 1e9)
         if result.interference_ns is not None and result.wall_s > 0
         else None,
+        disturbed=disturbed,
     )
     metrics.client_limited = bundle.spec.window > 1 and client_limited(metrics, validity)
     return PhaseOutcome(
@@ -379,6 +394,7 @@ def phase_outcome(
         protocol_errors=result.errors[:10],
         protocol_error_count=result.error_count,
         trial=trial,
+        disturbed=disturbed,
     )
 
 
@@ -422,6 +438,7 @@ def run_phase(
         rate=spec.rate,
         book_symbols=list(bundle.books) if spec.phase == "A" else [],
         cpus=list(config.loadgen_cpus),
+        engine_cpus=list(config.engine_cpus) if timed else [],
         health_timeout_s=config.health_timeout_s,
         report_timeout_s=config.report_timeout_s,
         time_limit_s=config.phase_time_limit_s,
@@ -447,6 +464,8 @@ def run_phase(
                 )
                 if timed and meter is None:
                     plan.meter = (config.engine_cpus, engine.meter_uid)
+                elif timed:
+                    plan.engine_procs = engine.procs_files()
                 with open(plan_path, "wb") as fh:
                     pickle.dump(plan, fh, protocol=pickle.HIGHEST_PROTOCOL)
                 _drive_loadgen(

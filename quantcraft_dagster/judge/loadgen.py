@@ -22,6 +22,7 @@ import struct
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from time import perf_counter_ns
 from typing import Any
 
@@ -30,7 +31,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from ..core.protocol import MAX_FRAME_BYTES
 from .cpus import foreground
-from .interference import EngineOfUid, Meter, run_delay_ns
+from .interference import EngineOfUid, Meter, StallWatch, run_delay_ns
 from .wire import masked_text_frames
 
 HOST = "127.0.0.1"
@@ -59,6 +60,11 @@ class LoadPlan:
     # Docker sandbox) the load generator, which shares the engine's pid namespace there, meters
     # the interference itself: the engine's CPUs and its uid (``interference.EngineOfUid``).
     meter: tuple[tuple[int, ...], int] | None = None
+    # Open loop: the engine's CPUs, sampled between sends for host stalls (``interference.StallWatch``),
+    # and the files listing its processes when the replay starts (bubblewrap: its cgroup's);
+    # none: the processes of the meter's uid.
+    engine_cpus: list[int] = field(default_factory=list)
+    engine_procs: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -85,6 +91,9 @@ class LoadResult:
     # Time the engine waited for its CPUs while other work held them during the replay
     # (``judge.interference``): filled in by the judge, or here when the plan asks; None: not measured.
     interference_ns: int | None = None
+    # Open loop: the engine's CPUs sampled between sends (``interference.StallWatch.samples``).
+    stall_samples: list[tuple[int, int | None, int, int]] = field(default_factory=list)
+    watched_cpus: int = 0
 
 
 class _Phase:
@@ -103,6 +112,7 @@ class _Phase:
         self.tainted: dict[int, str] = {}
         self.done = asyncio.get_running_loop().create_future()
         self.conns: list[_Conn] = []
+        self.watch: StallWatch | None = None
 
     def error(self, text: str) -> None:
         self.error_count += 1
@@ -287,9 +297,10 @@ def fetch_books(plan: LoadPlan) -> dict[str, Any]:
     return books
 
 
-async def run_phase(plan: LoadPlan, progress: bool = False) -> _Phase:
+async def run_phase(plan: LoadPlan, progress: bool = False, watch: StallWatch | None = None) -> _Phase:
     """Connect, replay the plan, and wait until every order is answered or given up."""
     phase = _Phase(plan)
+    phase.watch = watch if plan.rate else None
     frames = masked_text_frames(plan.payloads, seed=len(plan.payloads))
     owned: list[list[int]] = [[] for _ in range(plan.connections)]
     for seq, conn in enumerate(plan.conn_of):
@@ -314,6 +325,8 @@ async def run_phase(plan: LoadPlan, progress: bool = False) -> _Phase:
         for conn in phase.conns:
             conn.refill()
     await phase.done
+    if phase.watch is not None:
+        phase.watch.sample()  # the last reports are in
     for task in tasks:
         task.cancel()
     if progress:
@@ -339,14 +352,15 @@ async def _open_loop(phase: _Phase, rate: float) -> None:
     """
     n = len(phase.sent)
     period_ns = 1e9 / rate
-    t0 = perf_counter_ns() + 2_000_000
     intended = phase.intended
-    for seq in range(n):
-        intended[seq] = t0 + int(seq * period_ns)
     conns = [phase.conns[c] for c in phase.plan.conn_of]
     sleep = asyncio.sleep
+    watch = phase.watch
+    if watch is not None:
+        watch.sample()
+    t0 = perf_counter_ns() + 2_000_000  # after the set-up: the first order is due on time
     for seq in range(n):
-        due = intended[seq]
+        due = intended[seq] = t0 + int(seq * period_ns)
         left = due - perf_counter_ns()
         if left > _TIMER_SLACK_NS:
             await sleep((left - _TIMER_SLACK_NS) / 1e9)
@@ -354,7 +368,10 @@ async def _open_loop(phase: _Phase, rate: float) -> None:
             await sleep(0)  # one loop iteration: reports that arrived are received and stamped
         while perf_counter_ns() < due:
             pass
-        conns[seq].send_next(perf_counter_ns())
+        now = perf_counter_ns()
+        conns[seq].send_next(now)
+        if watch is not None and now >= watch.next_ns:
+            watch.sample()  # just after a send: the next one is a period away
 
 
 _TIMER_SLACK_NS = 2_000_000  # a libuv timer may fire up to ~1 ms late: wake this far ahead
@@ -406,11 +423,16 @@ def execute(plan: LoadPlan, progress: bool = False) -> LoadResult:
     gc.collect()
     gc.freeze()
     gc.disable()
+    watch = None
+    if plan.rate and plan.engine_cpus:
+        watch = StallWatch(plan.engine_cpus, _engine_pids(plan))
     cpu0, delay0, wall0 = time.process_time(), run_delay_ns([os.getpid()]), time.perf_counter()
     try:
-        phase = uvloop.run(run_phase(plan, progress))
+        phase = uvloop.run(run_phase(plan, progress, watch))
     finally:
         gc.enable()
+        if watch is not None:
+            watch.close()
     cpu_s, wall_s = time.process_time() - cpu0, time.perf_counter() - wall0
     if meter:
         meter.mark()
@@ -438,7 +460,19 @@ def execute(plan: LoadPlan, progress: bool = False) -> LoadResult:
         run_delay_s=delay_s,
         wall_s=wall_s,
         interference_ns=meter.ns() if meter else None,
+        stall_samples=watch.samples if watch else [],
+        watched_cpus=watch.ncpus if watch else 0,
     )
+
+
+def _engine_pids(plan: LoadPlan) -> set[int]:
+    if plan.meter is not None:
+        return EngineOfUid(plan.meter[1]).pids()
+    found: set[int] = set()
+    for path in plan.engine_procs:
+        with contextlib.suppress(OSError, ValueError):
+            found.update(int(pid) for pid in Path(path).read_text().split())
+    return found
 
 
 def main(argv: list[str]) -> int:

@@ -147,6 +147,11 @@ class RunningEngine(Protocol):
         """The engine's processes (host pids)."""
         ...
 
+    def procs_files(self) -> list[str]:
+        """Files listing the engine's processes that the load generator can read (its cgroup's);
+        empty where it finds them by ``meter_uid``."""
+        ...
+
     def stop(self) -> EngineExit: ...
 
 
@@ -305,6 +310,9 @@ class BubblewrapEngine:
 
     def pids(self) -> set[int]:
         return self.cgroup.pids()
+
+    def procs_files(self) -> list[str]:
+        return self.cgroup.procs_files()
 
     def stop(self) -> EngineExit:
         """SIGTERM the engine, SIGKILL after the grace period, then empty and remove the cgroup."""

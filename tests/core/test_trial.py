@@ -12,7 +12,14 @@ from hypothesis import strategies as st
 
 from quantcraft_dagster.core.metrics import PhaseMetrics, phase_metrics
 from quantcraft_dagster.core.scoring import ScoringConfig, latency_score, score_trials, throughput_score
-from quantcraft_dagster.core.trial import ValidityConfig, client_limited, invalid_reason, summarize
+from quantcraft_dagster.core.trial import (
+    ValidityConfig,
+    client_limited,
+    disturbed_orders,
+    host_stalls,
+    invalid_reason,
+    summarize,
+)
 
 CFG = ValidityConfig()
 
@@ -98,3 +105,85 @@ def test_metrics_of_real_arrays_feed_validity():
     sent[500:] += 3_000_000  # a 3 ms stall halfway: half the orders late
     m = phase_metrics(intended, sent, sent + 10_000, np.ones(1000, dtype=bool))
     assert "send-lag p99" in invalid_reason(m, 20_000.0, CFG)
+
+
+US = 1_000  # ns
+
+
+def watch(*windows: tuple[int, int | None, int, int]) -> list[tuple[int, int | None, int, int]]:
+    """StallWatch samples from per-window increments (length, idle, engine CPU, run delay), µs."""
+    t = idle = own = delay = 0
+    samples = [(0, 0, 0, 0)]
+    for length, idle_us, own_us, delay_us in windows:
+        t, own, delay = t + length * US, own + own_us * US, delay + delay_us * US
+        idle = None if idle_us is None or idle is None else idle + idle_us * US
+        samples.append((t, idle, own, delay))
+    return samples
+
+
+def test_a_stall_is_the_run_of_windows_with_foreign_work_and_the_wait_credited_after_it():
+    samples = watch(
+        (250, 0, 250, 0),  # the engine busy
+        (250, 0, 0, 0),  # something else ran; the engine's wait is not credited yet
+        (250, 0, 100, 0),  # ... 150 µs more
+        (250, 0, 250, 400),  # the engine back: its 400 µs wait credited now
+        (250, 200, 50, 0),  # idle: nothing held it
+    )
+    assert host_stalls(samples, 1, 20 * US) == [(250 * US, 750 * US, 400 * US)]
+
+
+def test_an_engine_competing_with_itself_or_sleeping_is_never_stalled():
+    self_competing = watch((250, 0, 250, 250), (250, 0, 250, 250))  # run delay, no foreign time
+    idle_unaccounted = watch((250, 0, 0, 0), (250, 250, 0, 0))  # cpuidle credits an idle period late
+    assert host_stalls(self_competing, 1, 20 * US) == host_stalls(idle_unaccounted, 1, 20 * US) == []
+
+
+def test_without_idle_figures_run_delay_decides():
+    assert host_stalls(watch((250, None, 100, 150)), 1, 20 * US) == [(0, 250 * US, 150 * US)]
+
+
+def orders(latency_us: list[int], period_us: int = 100, lag_us: int = 0) -> tuple[np.ndarray, ...]:
+    intended = np.arange(len(latency_us), dtype=np.int64) * period_us * US
+    sent = intended + lag_us * US
+    recv = np.where(np.array(latency_us) > 0, intended + np.array(latency_us, dtype=np.int64) * US, 0)
+    return intended, sent, recv
+
+
+def test_orders_held_up_by_a_stall_are_left_out_but_never_a_slow_or_lost_one():
+    intended, sent, recv = orders([10, 300, 250, 10, 5_000, 0, 10, 10])
+    stall = [(60 * US, 300 * US, 240 * US)]  # held the engine from 60 µs on; caught up by 540 µs
+    disturbed = disturbed_orders(intended, sent, recv, stall, 100 * US, CFG.min_held_share)
+    # orders 1 and 2 waited out the stall; 3 was in flight within its window (the judge cannot
+    # tell when in it the engine was held); order 4 (5 ms) spent a sliver of its latency on it;
+    # order 5 was never answered (unbounded, whatever held it up); 0, 6 and 7 came before or after
+    assert disturbed.tolist() == [False, True, True, True, False, False, False, False]
+    late = disturbed_orders(*orders([10] * 4, lag_us=150), [], 100 * US, CFG.min_held_share)
+    assert late.all()  # the judge sent them late: their latency is partly the judge's
+
+
+@given(
+    st.lists(st.integers(0, 3_000), min_size=1, max_size=60),
+    st.lists(st.tuples(st.integers(0, 3_000), st.integers(1, 500), st.integers(1, 500)), max_size=6),
+)
+def test_more_stalls_only_leave_out_more_and_a_lost_order_never(latency_us, raw_stalls):
+    intended, sent, recv = orders(latency_us)
+    stalls = [(start * US, (start + length) * US, held * US) for start, length, held in raw_stalls]
+    fewer = disturbed_orders(intended, sent, recv, stalls[:-1], 100 * US, CFG.min_held_share)
+    more = disturbed_orders(intended, sent, recv, stalls, 100 * US, CFG.min_held_share)
+    assert not (fewer & ~more).any() and not (more & (recv == 0)).any()
+
+
+def test_disturbed_orders_are_left_out_of_the_latency_and_too_many_invalidate_the_trial():
+    intended, sent, recv = orders([10] * 97 + [900] * 3)
+    disturbed = np.arange(100) >= 97
+    kept = phase_metrics(intended, sent, recv, np.ones(100, dtype=bool), disturbed=disturbed)
+    charged = phase_metrics(intended, sent, recv, np.ones(100, dtype=bool))
+    assert kept.p99_us == 10.0 and charged.p99_us == 900.0 and kept.disturbed == 3
+    assert kept.orders == 100 and charged.disturbed is None
+    assert invalid_reason(kept, None, CFG) is None
+    too_many = replace(kept, disturbed=6, interference=CFG.max_interference * 2)
+    assert "disturbed 6.0% of the orders" in invalid_reason(too_many, None, CFG)
+    # watched order by order, the share of the whole replay no longer decides
+    assert invalid_reason(replace(kept, interference=CFG.max_interference * 2), None, CFG) is None
+    nothing = phase_metrics(intended, sent, recv, np.ones(100, dtype=bool), disturbed=np.ones(100, bool))
+    assert nothing.p99_us is None and nothing.disturbed == 100

@@ -56,7 +56,8 @@ def test_a_stalled_load_generator_makes_the_trial_invalid_and_it_is_run_again(en
     assert stalled, "the test never caught the load generator"
     assert v.status == "finished", v.reason
     reasons = v.invalid_trials["C"]
-    assert reasons and ("send-lag p99" in reasons[0] or "missed its rate" in reasons[0])
+    late = ("send-lag p99", "missed its rate", "disturbed")  # its late orders are left out, too many
+    assert reasons and any(why in reasons[0] for why in late), reasons
     counted = v.trials["C"]
     assert len(counted) == 3  # three valid trials despite the discarded one
     bound = QUICK.validity.max_send_lag_p99_us
@@ -67,22 +68,22 @@ def test_a_stalled_load_generator_makes_the_trial_invalid_and_it_is_run_again(en
 
 
 class Hog:
-    """Work that takes the engine's CPU during phase C replays, as the host's kernel threads and
+    """Work that takes the engine's CPU during replays of a phase, as the host's kernel threads and
     agents do (they run at raised priority: a nice-0 hog only fills the gaps of a busy-polling
     engine). Started (and through its Python start-up) with the engine, released the moment the
-    replay starts, spinning at nice -20 for 0.1 s of a 0.5 s replay, so it is over before the
-    judge does anything else (a control trial, say)."""
+    replay starts, spinning at nice -20 for ``seconds`` (0.1 s of a 0.5 s replay by default), so
+    it is over before the judge does anything else (a control trial, say)."""
 
     GATED = "import os, sys\nsys.stdin.readline()\nos.setpriority(os.PRIO_PROCESS, 0, -20)\n" + SPIN
 
-    def __init__(self, times: int) -> None:
-        self.left, self.procs = times, []
+    def __init__(self, times: int, phase: str = "C", seconds: float = 0.1) -> None:
+        self.left, self.procs, self.phase, self.seconds = times, [], phase, seconds
 
     def __call__(self, phase: str, done: int, total: int, note: str) -> None:
-        if phase != "C" or not self.left:
+        if phase != self.phase or not self.left:
             return
         if note.startswith("starting"):
-            cmd = [sys.executable, "-c", self.GATED, str(QUICK.engine_cpus[0]), "0.1"]
+            cmd = [sys.executable, "-c", self.GATED, str(QUICK.engine_cpus[0]), str(self.seconds)]
             self.procs.append(subprocess.Popen(cmd, stdin=subprocess.PIPE))
         elif note.startswith("engine healthy"):
             self.procs[-1].stdin.write(b"go\n")
@@ -96,24 +97,45 @@ class Hog:
             proc.wait()
 
 
-def test_work_on_the_engines_cpu_makes_the_trial_invalid_and_it_is_run_again(engines):
-    hog = Hog(times=1)
+@pytest.mark.parametrize(
+    ("phase", "reason"),
+    [("B", "kept the engine off its CPUs"), ("C", "disturbed")],  # a share of the replay; its orders
+)
+def test_work_on_the_engines_cpu_makes_the_trial_invalid_and_it_is_run_again(engines, phase, reason):
+    hog = Hog(times=1, phase=phase)
     v = judge_binary(engines / "engine", QUICK, progress=hog).verdict
     hog.wait()
     assert v.status == "finished", v.reason
-    reasons = v.invalid_trials["C"]
-    assert reasons and "kept the engine off its CPUs" in reasons[0], reasons
-    counted = v.trials["C"]
-    assert len(counted) == 3 and all(t.interference <= QUICK.validity.max_interference for t in counted)
-    assert all(t.interference is not None for t in v.trials["B"]) and v.phases["A"].interference is None
+    reasons = v.invalid_trials[phase]
+    assert reasons and reason in reasons[0], reasons
+    validity = QUICK.validity
+    assert len(v.trials["C"]) == len(v.trials["B"]) == 3
+    assert all(t.interference <= validity.max_interference for t in v.trials["B"])
+    assert all(t.disturbed <= validity.max_disturbed * t.orders for t in v.trials["C"])
+    assert v.phases["A"].interference is None and v.phases["A"].disturbed is None
+    assert_nothing_left()
+
+
+def test_a_short_stall_on_the_engines_cpu_is_left_out_of_the_latency_not_charged(engines):
+    """5 ms of other work on the engine's CPU in every phase C trial: the orders it held up (about
+    30 at 6,000 orders/s, and those queued behind them) are left out, and the trial counts with
+    the engine's own p99, far under the 5 ms any of them took."""
+    hog = Hog(times=5, seconds=0.005)
+    v = judge_binary(engines / "engine", replace(QUICK, trials=1), progress=hog).verdict
+    hog.wait()
+    assert v.status == "finished", v.reason
+    (trial,) = v.trials["C"]
+    assert trial.disturbed >= 25 and trial.p99_us < 2_000, (trial.disturbed, trial.p99_us)
+    assert v.to_obj()["phases"]["C"]["disturbed"] == trial.disturbed
     assert_nothing_left()
 
 
 class Interference:
-    """Replaces the interference the judge measured over each timed replay with a scripted share:
-    real engines and replays, only the figure the control rule reads is chosen (phase B's: none),
-    so each line-up of the rule is tested exactly, not left to whether a hog registered here. Each
-    order leaves on time (sent = intended): the host's send lag spends no re-run either."""
+    """Replaces the interference the judge measured over each phase B replay with a scripted
+    share: real engines and replays, only the figure the control rule reads is chosen (phase C's:
+    none, and not watched order by order), so each line-up of the rule is tested exactly, not left
+    to whether a hog registered here. Each order leaves on time (sent = intended): the host's
+    send lag spends no re-run either."""
 
     def __init__(
         self, monkeypatch: pytest.MonkeyPatch, contestant: list[float], control: list[float]
@@ -124,9 +146,9 @@ class Interference:
         def scripted(sandbox, binary, bundle, config, progress, timed=False):
             result, engine_exit = real(sandbox, binary, bundle, config, progress, timed)
             result.sent_ns = list(result.intended_ns)
-            if bundle.spec.phase == "B":
-                result.interference_ns = 0
-            elif bundle.spec.phase == "C":
+            if bundle.spec.phase == "C":
+                result.interference_ns, result.stall_samples = 0, []
+            elif bundle.spec.phase == "B":
                 who = "control" if binary == config.control_engine else "contestant"
                 result.interference_ns = int(self.script[who].pop(0) * result.wall_s * 1e9)
             return result, engine_exit
@@ -176,7 +198,7 @@ def test_interference_counts_as_the_engines_own_only_when_it_follows_the_engine(
     if counts:
         v = judge_binary(engine, cfg).verdict
         assert v.status == "finished", v.reason
-        assert v.trials["C"][0].interference == pytest.approx(DISTURBED) and v.control_interference == CLEAN
+        assert v.trials["B"][0].interference == pytest.approx(DISTURBED) and v.control_interference == CLEAN
     else:
         with pytest.raises(InfrastructureError, match="kept the engine off its CPUs"):
             judge_binary(engine, cfg)

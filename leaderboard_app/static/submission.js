@@ -84,7 +84,8 @@ async function load() {
       row.dataset.phase = name;
       [name, i + 1].forEach((v) => cell(row, v));
       [t.p50_us, t.p99_us, t.service_p99_us, t.send_lag_p99_us].forEach((v) => cell(row, fmt(v, 1)));
-      [rate(t), fmt(t.cpu_us_per_order, 2), pct(t.interference), t.client_limited ? "yes" : "no"].forEach((v) => cell(row, v));
+      const leftOut = t.disturbed == null ? "" : `${t.disturbed}`;
+      [rate(t), fmt(t.cpu_us_per_order, 2), pct(t.interference), leftOut, t.client_limited ? "yes" : "no"].forEach((v) => cell(row, v));
       trialsBody.appendChild(row);
     });
     for (const reason of ph.invalid_trials?.reasons || []) {

@@ -62,13 +62,15 @@ class ValidityConfig:
     max_reruns: int = 4
     min_stall_us: float = 20.0
     min_held_share: float = 0.5
-    max_disturbed: float = 0.05
+    max_disturbed: float = 0.10
 
 
 def interfered(m: PhaseMetrics, cfg: ValidityConfig) -> bool:
-    """Other work kept the engine off its CPUs for more than the bound (a trial not watched order
-    by order: one that was leaves the host's stalls out instead, ``disturbed_orders``)."""
-    return m.disturbed is None and m.interference is not None and m.interference > cfg.max_interference
+    """Other work kept the engine off its CPUs beyond the bound: in a trial watched order by order,
+    too many orders held up (``disturbed_orders``); in another, too large a share of the replay."""
+    if m.disturbed is not None:
+        return m.disturbed > cfg.max_disturbed * m.orders
+    return m.interference is not None and m.interference > cfg.max_interference
 
 
 def host_stalls(
@@ -138,14 +140,14 @@ def invalid_reason(
     in a closed loop the judge sends when the engine lets it, so its pace is the engine's.
     """
     if interfered(m, cfg) and not own_interference:
+        if m.disturbed is not None:
+            return (
+                f"host or judge held up {m.disturbed / m.orders:.1%} of the orders,"
+                f" over the {cfg.max_disturbed:.0%} bound"
+            )
         return (
             f"host kept the engine off its CPUs for {m.interference:.2%} of the replay,"
             f" over the {cfg.max_interference:.2%} bound"
-        )
-    if m.disturbed is not None and m.orders and m.disturbed > cfg.max_disturbed * m.orders:
-        return (
-            f"host or judge disturbed {m.disturbed / m.orders:.1%} of the orders,"
-            f" over the {cfg.max_disturbed:.0%} bound"
         )
     if not target_rate or m.send_lag_p99_us is None:
         return None

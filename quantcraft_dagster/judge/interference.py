@@ -119,8 +119,8 @@ class StallWatch:
     delay), all in ns; ``core.trial.host_stalls`` turns consecutive samples into the windows in
     which other work held the engine off its CPUs. The files are opened once and re-read with
     ``pread`` (about 2 µs a sample here), so sampling every quarter millisecond costs the sender
-    nothing it would notice. Threads the engine starts after the watch begins are not watched;
-    a thread that ends keeps its last figures.
+    nothing it would notice. A thread that ends keeps its last figures; one started after the
+    watch began voids it (:meth:`covers`).
     """
 
     def __init__(self, cpus: Iterable[int], pids: Iterable[int], interval_ns: int = 250_000) -> None:
@@ -129,11 +129,10 @@ class StallWatch:
         idle = [p for c in cpus for p in sorted((CPU_ROOT / f"cpu{c}" / "cpuidle").glob("state*/time"))]
         has_idle = bool(cpus) and all(any((CPU_ROOT / f"cpu{c}" / "cpuidle").glob("state*")) for c in cpus)
         self.idle_fds = [os.open(p, os.O_RDONLY) for p in idle] if has_idle else []
-        self.task_fds = []
-        for pid in pids:
-            for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
-                with contextlib.suppress(OSError):
-                    self.task_fds.append(os.open(task, os.O_RDONLY))
+        self.task_fds, self.tids = [], _tids(pids)
+        for tid in self.tids:
+            with contextlib.suppress(OSError):
+                self.task_fds.append(os.open(f"/proc/{tid}/schedstat", os.O_RDONLY))
         self.last = [(0, 0)] * len(self.task_fds)
         self.samples: list[tuple[int, int | None, int, int]] = []
         self.next_ns = 0
@@ -148,9 +147,19 @@ class StallWatch:
         self.samples.append((now, idle, sum(r for r, _ in self.last), sum(w for _, w in self.last)))
         self.next_ns = now + self.interval_ns
 
+    def covers(self, pids: Iterable[int]) -> bool:
+        """Whether every thread of ``pids`` (the engine's, now) was watched. One started since ran
+        on the engine's CPUs unwatched, so its CPU time would look like the host's: an engine
+        that forks or spawns threads mid-replay is not watched order by order."""
+        return _tids(pids) <= self.tids
+
     def close(self) -> None:
         for fd in (*self.idle_fds, *self.task_fds):
             os.close(fd)
+
+
+def _tids(pids: Iterable[int]) -> set[int]:
+    return {int(task.name) for pid in pids for task in Path(f"/proc/{pid}/task").glob("[0-9]*")}
 
 
 class Meter:

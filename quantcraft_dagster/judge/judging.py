@@ -300,7 +300,9 @@ class _Judging:
         )
         validity = self.config.validity
         again = phase_outcome(phase, bundle, result, engine_exit, validity).metrics
-        half = replace(validity, max_interference=validity.max_interference / 2)
+        half = replace(
+            validity, max_interference=validity.max_interference / 2, max_disturbed=validity.max_disturbed / 2
+        )
         if not interfered(again, half):
             shown = "unmeasured" if again.interference is None else f"{again.interference:.2%}"
             self.not_own = f"run again, the engine was kept off its CPUs for {shown} only"
@@ -340,6 +342,9 @@ class _Judging:
             reasons.pop()  # this one counts: what kept the engine off its CPUs was its own doing
             if (why := invalid_reason(outcome.metrics, bundle.spec.rate, validity, True)) is not None:
                 raise InfrastructureError(f"no valid trial of phase {phase} after re-runs: {why}")
+        if self.own_interference is not None and outcome.disturbed is not None:
+            # the stalls are the engine's own doing: every order it held up is charged to it
+            outcome = phase_outcome(phase, bundle, result, engine_exit, validity, trial, watched=False)
         self.telemetry.add(phase, trial, bundle, result, outcome)
         self.counted.append(outcome)
         if engine_exit is not None and (outcome.problem or not self.stderr_tail):
@@ -358,7 +363,10 @@ def phase_outcome(
     engine_exit: EngineExit | None,
     validity: ValidityConfig,
     trial: int = 0,
+    watched: bool = True,
 ) -> PhaseOutcome:
+    """One run's checked reports and figures; ``watched``: the orders the host or the judge held
+    up (the load generator's stall samples) are left out of the latency figures."""
     n = len(bundle.orders)
     received = result.received or [None] * n
     missing = result.missing_reasons if result.healthy else dict.fromkeys(range(n), result.health_error or "")
@@ -370,7 +378,7 @@ def phase_outcome(
 
     stamps = column(result.intended_ns), column(result.sent_ns), column(result.recv_ns)
     disturbed = None
-    if result.stall_samples:
+    if watched and result.stall_samples:
         stalls = host_stalls(result.stall_samples, result.watched_cpus, int(validity.min_stall_us * 1_000))
         lag_ns = int(validity.max_send_lag_p99_us * 1_000)
         disturbed = disturbed_orders(*stamps, stalls, lag_ns, validity.min_held_share)

@@ -460,7 +460,7 @@ def execute(plan: LoadPlan, progress: bool = False) -> LoadResult:
         run_delay_s=delay_s,
         wall_s=wall_s,
         interference_ns=meter.ns() if meter else None,
-        stall_samples=watch.samples if watch else [],
+        stall_samples=watch.samples if watch and watch.covers(_engine_pids(plan)) else [],
         watched_cpus=watch.ncpus if watch else 0,
     )
 

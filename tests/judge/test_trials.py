@@ -56,7 +56,7 @@ def test_a_stalled_load_generator_makes_the_trial_invalid_and_it_is_run_again(en
     assert stalled, "the test never caught the load generator"
     assert v.status == "finished", v.reason
     reasons = v.invalid_trials["C"]
-    late = ("send-lag p99", "missed its rate", "disturbed")  # its late orders are left out, too many
+    late = ("send-lag p99", "missed its rate", "held up")  # its late orders are left out, too many
     assert reasons and any(why in reasons[0] for why in late), reasons
     counted = v.trials["C"]
     assert len(counted) == 3  # three valid trials despite the discarded one
@@ -99,7 +99,7 @@ class Hog:
 
 @pytest.mark.parametrize(
     ("phase", "reason"),
-    [("B", "kept the engine off its CPUs"), ("C", "disturbed")],  # a share of the replay; its orders
+    [("B", "kept the engine off its CPUs"), ("C", "held up")],  # a share of the replay; its orders
 )
 def test_work_on_the_engines_cpu_makes_the_trial_invalid_and_it_is_run_again(engines, phase, reason):
     hog = Hog(times=1, phase=phase)

@@ -86,9 +86,9 @@ def test_upload_through_the_page_reaches_the_bucket(server, page, bucket, tokens
 def test_submission_page_shows_trials_percentiles_and_the_client_limit(
     server, page, instance, bucket, tmp_path
 ):
-    """The metrics asset's value for a judging, as the page shows it to anyone: per-trial figures,
-    the re-run trial's reason, "≥" on a client-limited rate, and a percentile plot of the three
-    latency series for each phase."""
+    """The metrics asset's value for a judging, as the page shows it to anyone: per-trial figures
+    (with the orders left out of the latency figures), the re-run trial's reason, "≥" on a
+    client-limited rate, and a percentile plot of the three latency series for each phase."""
     report_score(instance, "alice-1", "alice", 80.0)
     value = metrics_of(*judged()).value
     bucket.put_bytes(keys.asset_value(METRICS_ASSET.path, "alice-1"), orjson.dumps(value))
@@ -106,6 +106,7 @@ def test_submission_page_shows_trials_percentiles_and_the_client_limit(
         "#trials tbody tr[data-phase='C']", "rows => rows.map(r => [...r.cells].map(c => c.textContent))"
     )
     assert [t[7] for t in trials] == ["2.00", "4.00"] and [t[8] for t in trials] == ["0.10 %", "0.30 %"]
+    assert [t[9] for t in trials] == ["5", "0"]  # orders left out of the latency figures
     assert INVALID["reasons"][0] in page.inner_text("#invalid")
     for phase in ("A", "B", "C"):
         series = page.eval_on_selector_all(

@@ -262,6 +262,7 @@ def metrics(
             measured = phase_metrics(
                 *(cols[k][mask] for k in stamps),
                 np.asarray(cols["exact"][mask]),
+                interference=figures.get("interference"),
                 disturbed=disturbed[mask] if watched else None,
             )
             runs.append(with_judge_figures(measured, figures))

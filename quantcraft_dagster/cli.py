@@ -142,7 +142,7 @@ def _judge_failure(exc: Exception) -> str:
         f"judge failure, not a verdict on the engine: {exc}\n"
         "The judge could not get trials it can vouch for on this host (see 'Trials, medians and ties'"
         " in docs/contestant-guide.md). Run it again on a quieter machine, or, for a self-test only,"
-        " widen the bounds: QUANTCRAFT_MAX_INTERFERENCE=0.05 QUANTCRAFT_MAX_SEND_LAG_P99_US=20000.\n"
+        " widen the bounds: QUANTCRAFT_MAX_INTERFERENCE=0.2 QUANTCRAFT_MAX_SEND_LAG_P99_US=20000.\n"
     )
 
 
@@ -176,9 +176,11 @@ def _print_human(v: dict) -> None:
     for name, p in v["phases"].items():
         rate = f"{'≥ ' if p['client_limited'] else ''}{p['orders_per_s']} orders/s"
         cpu = f", engine CPU {p['cpu_us_per_order']} µs/order" if p["cpu_us_per_order"] is not None else ""
+        held = f", {p['disturbed']} held up by the host or judge" if p.get("disturbed") else ""
         print(
             f"phase {name}: {p['exact']}/{p['orders']} exact, p50 {p['p50_us']} µs, p99 {p['p99_us']} µs"
-            f" (service p99 {p['service_p99_us']} µs, send lag p99 {p['send_lag_p99_us']} µs), {rate}{cpu};"
+            f" (service p99 {p['service_p99_us']} µs, send lag p99 {p['send_lag_p99_us']} µs{held}),"
+            f" {rate}{cpu};"
             f" {len(p['trials'])} trial(s), {p['invalid_trials']['count']} discarded"
         )
     if v.get("book_match") is not None:

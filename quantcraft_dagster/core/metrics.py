@@ -102,7 +102,9 @@ def phase_metrics(
     """Figures for one run of a phase; closed-loop phases have ``intended_ns == sent_ns``.
 
     ``disturbed`` (a mask, open loop) marks the orders left out of the latency percentiles; they
-    still count for everything else."""
+    still count for everything else. In a trial not watched order by order (closed loop) the rate
+    is over the time the engine had its CPUs: the replay's span less the ``interference`` share
+    (the host's stalls slow a busy engine by just that much)."""
     n = len(intended_ns)
     answered_mask = recv_ns != 0
     answered = int(answered_mask.sum())
@@ -118,6 +120,8 @@ def phase_metrics(
     rate = 0.0  # a phase that ran but got nothing back measured zero, not "missing"
     if answered:
         span_ns = int(recv_ns[answered_mask].max()) - int(intended_ns.min())
+        if disturbed is None and interference is not None:
+            span_ns = round(span_ns * (1 - min(interference, 0.5)))  # the time it had its CPUs
         rate = answered * NS_PER_S / span_ns if span_ns > 0 else None
     sent_mask = sent_ns != 0
     lag_p50 = lag_p99 = send_rate = None

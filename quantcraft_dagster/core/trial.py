@@ -34,10 +34,10 @@ class ValidityConfig:
 
     ``max_send_lag_p99_us``: quiet hosts measure 5–25 µs at 20k orders/s; a preempted load
     generator shows milliseconds. ``max_interference``: the time other work kept the engine off its
-    CPUs, as a share of the replay (``judge.interference``). Stalls that add up to a share s delay
-    at most about s of an open loop's orders, so under 0.5 % the p99 charged is at most the
-    undisturbed p99.5. On this 2-core VM, idle, trials measured 0.2–4 %: those near 0.2 % had
-    phase C p99s of 23–50 µs, those at 1.6 % or more 1.5–3.8 ms (``bench/fairness_bench.py``).
+    CPUs, as a share of a closed loop's replay (``judge.interference``). A busy engine is slowed by
+    just that share, so phase B's rate is over the time it had its CPUs (``core.metrics``), and
+    the bound only says when the host is too busy to vouch for even that: on this 2-core VM phase
+    B trials measured 0.04–2.8 %, mostly its agent's bursts of a few ms, 10–20 % beside a build.
     ``max_rate_error``: a stall long enough to matter (≥ 2 % of the phase) moves the achieved rate.
     ``client_busy_share``: the load generator's CPU time plus its run delay (runnable, waiting for
     its CPU) over the replay's wall time, from which it, not the engine, set the pace.
@@ -56,7 +56,7 @@ class ValidityConfig:
     """
 
     max_send_lag_p99_us: float = 100.0
-    max_interference: float = 0.005
+    max_interference: float = 0.05
     max_rate_error: float = 0.02
     client_busy_share: float = 0.90
     max_reruns: int = 4
@@ -134,11 +134,22 @@ def invalid_reason(
 ) -> str | None:
     """Why the judge cannot vouch for this trial, or None when it counts.
 
-    Any timed trial is invalid when other work kept the engine off its CPUs, unless the judge has
-    shown that work is the engine's own (``own_interference``: a control trial of the reference
-    engine ran clean on this host); only an open-loop trial can be invalid for the judge's pace:
-    in a closed loop the judge sends when the engine lets it, so its pace is the engine's.
+    An open-loop trial is invalid when the judge sent late or off its rate (in a closed loop the
+    judge sends when the engine lets it, so its pace is the engine's); any timed trial is invalid
+    when other work kept the engine off its CPUs, unless the judge has shown that work is the
+    engine's own (``own_interference``: a control trial of the reference engine ran clean on
+    this host). The judge's own lateness is named first: it also counts among the orders held up.
     """
+    if target_rate and m.send_lag_p99_us is not None:
+        if m.send_lag_p99_us > cfg.max_send_lag_p99_us:
+            return (
+                f"judge sent late: send-lag p99 {m.send_lag_p99_us:,.0f} µs over the "
+                f"{cfg.max_send_lag_p99_us:,.0f} µs bound"
+            )
+        if m.send_rate is not None and abs(m.send_rate / target_rate - 1) > cfg.max_rate_error:
+            return (
+                f"judge missed its rate: {m.send_rate:,.0f} orders/s sent for a target of {target_rate:,.0f}"
+            )
     if interfered(m, cfg) and not own_interference:
         if m.disturbed is not None:
             return (
@@ -149,15 +160,6 @@ def invalid_reason(
             f"host kept the engine off its CPUs for {m.interference:.2%} of the replay,"
             f" over the {cfg.max_interference:.2%} bound"
         )
-    if not target_rate or m.send_lag_p99_us is None:
-        return None
-    if m.send_lag_p99_us > cfg.max_send_lag_p99_us:
-        return (
-            f"judge sent late: send-lag p99 {m.send_lag_p99_us:,.0f} µs over the "
-            f"{cfg.max_send_lag_p99_us:,.0f} µs bound"
-        )
-    if m.send_rate is not None and abs(m.send_rate / target_rate - 1) > cfg.max_rate_error:
-        return f"judge missed its rate: {m.send_rate:,.0f} orders/s sent for a target of {target_rate:,.0f}"
     return None
 
 

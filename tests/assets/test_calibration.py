@@ -79,12 +79,13 @@ def test_a_cpu_hog_on_the_load_generators_cpu_fails_the_check(engines):
 def test_band_names_every_figure_outside_it():
     healthy = {
         "valid": True, "final_spread": 0.0, "a_p99_us": 80.0, "c_p99_us": 60.0, "send_lag_p99_us": 0.5,
-        "invalid_trials": 0, "correctness": 100.0,
+        "c_left_out": 0.01, "invalid_trials": 0, "correctness": 100.0,
     }  # fmt: skip
     assert out_of_band(healthy, CalibrationBand()) == []
-    sick = {**healthy, "send_lag_p99_us": 3_000.0, "invalid_trials": 2, "c_p99_us": None}
+    sick = {**healthy, "send_lag_p99_us": 3_000.0, "invalid_trials": 2, "c_p99_us": None, "c_left_out": 0.2}
     problems = out_of_band(sick, CalibrationBand())
-    assert len(problems) == 3 and any("send_lag_p99_us" in p for p in problems)
+    assert len(problems) == 4 and any("send_lag_p99_us" in p for p in problems)
+    assert any("c_left_out 0.2 above" in p for p in problems)
     assert out_of_band({"valid": False, "reason": "no valid trial"}, CalibrationBand()) == [
         "no valid calibration: no valid trial"
     ]

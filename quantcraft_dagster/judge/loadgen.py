@@ -348,7 +348,8 @@ async def _open_loop(phase: _Phase, rate: float) -> None:
     reports while it waits, and the final microseconds spin on ``perf_counter_ns``. (A timed
     kernel sleep instead was measured worse on a VM: its wake-ups come milliseconds late.)
     Lateness is never hidden: each order's actual send time is recorded beside its intended one,
-    and a trial whose send lag is over its bound is discarded by the judge (``core.trial``).
+    and a trial whose send lag is over its bound is discarded by the judge (``core.trial``). Just
+    after a send, when one is due, the engine's CPUs are sampled for host stalls (``phase.watch``).
     """
     n = len(phase.sent)
     period_ns = 1e9 / rate

@@ -127,7 +127,7 @@ class Settings:
         Setting(
             "QUANTCRAFT_MAX_INTERFERENCE",
             _VALIDITY.max_interference,
-            "Trial validity bound on the share of a replay other work kept the engine off its CPUs",
+            "Trial validity bound on the host's share of a phase B replay on the engine's CPUs",
             float,
         ),
     ]

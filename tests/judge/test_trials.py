@@ -118,15 +118,21 @@ def test_work_on_the_engines_cpu_makes_the_trial_invalid_and_it_is_run_again(eng
 
 def test_a_short_stall_on_the_engines_cpu_is_left_out_of_the_latency_not_charged(engines):
     """5 ms of other work on the engine's CPU in every phase C trial: the orders it held up (about
-    30 at 6,000 orders/s, and those queued behind them) are left out, and the trial counts with
-    the engine's own p99, far under the 5 ms any of them took."""
+    30 at 6,000 orders/s, and those queued behind them) are left out, and the trial counts. (Its
+    p99 is not asserted: on this VM other stalls come and go in the same trial.)"""
     hog = Hog(times=5, seconds=0.005)
-    v = judge_binary(engines / "engine", replace(QUICK, trials=1), progress=hog).verdict
+    result = judge_binary(engines / "engine", replace(QUICK, trials=1), progress=hog)
     hog.wait()
+    v = result.verdict
     assert v.status == "finished", v.reason
     (trial,) = v.trials["C"]
-    assert trial.disturbed >= 25 and trial.p99_us < 2_000, (trial.disturbed, trial.p99_us)
+    assert trial.disturbed >= 25, trial.disturbed
     assert v.to_obj()["phases"]["C"]["disturbed"] == trial.disturbed
+    rows = result.telemetry.to_frame()
+    c = rows[(rows.phase == "C") & (rows.trial == 0)]
+    latency_us = (c.recv_ns - c.intended_ns) / 1_000
+    # the orders the hog held up for milliseconds are among those left out, never charged
+    assert latency_us[c.disturbed].max() >= 3_000 and int(c.disturbed.sum()) == trial.disturbed
     assert_nothing_left()
 
 
@@ -168,12 +174,14 @@ HALF_BOUND = NOISY_HOST.max_interference * 0.6  # under the bound, over half of 
         ([DISTURBED, DISTURBED, DISTURBED], [CLEAN, CLEAN], True),
         # ... but the engine run again clean: a burst that came and went
         ([DISTURBED, DISTURBED, CLEAN], [CLEAN], False),
-        # ... but the second control disturbed: the host is noisy now
-        ([DISTURBED, DISTURBED, DISTURBED], [CLEAN, DISTURBED], False),
+        # ... but the second control disturbed, and run again too: the host is noisy now
+        ([DISTURBED, DISTURBED, DISTURBED], [CLEAN, DISTURBED, DISTURBED], False),
         # the engine run again disturbed over half the bound only: still its own churn
         ([DISTURBED, DISTURBED, HALF_BOUND], [CLEAN, CLEAN], True),
-        # the first control disturbed: nothing is learnt, the engine is not run again
-        ([DISTURBED, DISTURBED], [DISTURBED], False),
+        # the first control disturbed twice: nothing is learnt, the engine is not run again
+        ([DISTURBED, DISTURBED], [DISTURBED, DISTURBED], False),
+        # the first control disturbed once (work the engine left behind), clean run again
+        ([DISTURBED, DISTURBED, DISTURBED], [DISTURBED, CLEAN, CLEAN], True),
         # no control engine: nothing can tell the engine's churn from the host's
         ([DISTURBED, DISTURBED], None, False),
     ],
@@ -183,6 +191,7 @@ HALF_BOUND = NOISY_HOST.max_interference * 0.6  # under the bound, over half of 
         "host-noisy-after",
         "half-bound-again",
         "host-noisy-before",
+        "control-clean-on-its-second-run",
         "no-control",
     ],
 )

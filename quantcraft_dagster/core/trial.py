@@ -51,7 +51,7 @@ class ValidityConfig:
     windows show no hold at all and 1 % show 20 µs or more; the VM's agent and kdamond hold the
     engine for 0.3–4 ms at a time (ftrace). Orders such stalls held up for ``min_held_share`` of
     their latency or more, and any the judge sent more than ``max_send_lag_p99_us`` late, are
-    left out of the latency percentiles (1–3 % of a standard trial here); a trial with more than
+    left out of the latency percentiles (1–5 % of a standard trial here); a trial with more than
     ``max_disturbed`` of its orders left out is invalid.
     """
 

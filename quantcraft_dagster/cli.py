@@ -12,7 +12,7 @@ from pathlib import Path
 
 import orjson
 
-from . import settings
+from . import deploy, settings
 from .core import trace
 from .core.book import replay
 from .core.protocol import decode_order, encode_order, encode_report
@@ -257,6 +257,16 @@ def _print_status(states, table, ui: str | None = None) -> None:
         )
     if ui:
         print(f"\nDagster UI: {ui}  (assets: {ui}/assets, runs: {ui}/runs)")
+
+
+def _cmd_deploy_init(args: argparse.Namespace) -> int:
+    written = deploy.init_env(args.env_file)
+    kept = len(deploy.SECRETS) - len(written)
+    print(
+        f"{args.env_file} (mode 0600): {len(written)} secret(s) generated"
+        + (f", {kept} kept" if kept else "")
+    )
+    return 0
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -537,6 +547,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dagster-url", help="the running stack's webserver (default: the settings')")
     p.add_argument("--json", action="store_true", help="print the final_standings value as JSON")
     p.set_defaults(func=_cmd_finals)
+
+    p = sub.add_parser("deploy", help="production deployment (docker-compose.yml)")
+    dsub = p.add_subparsers(dest="action", required=True)
+    init = dsub.add_parser(
+        "init",
+        help="write the deployment's secrets to .env (mode 0600), fresh and random; keeps existing ones",
+    )
+    init.add_argument(
+        "--env-file", type=Path, default=Path(".env"), help="default: .env here, beside docker-compose.yml"
+    )
+    init.set_defaults(func=_cmd_deploy_init)
 
     p = sub.add_parser("status", help="every submission's stage and score, and the standings")
     p.add_argument("--json", action="store_true")

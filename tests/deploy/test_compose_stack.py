@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -69,13 +70,21 @@ def assert_no_failed_run(instance: dg.DagsterInstance, contestant: str) -> None:
         raise AssertionError(f"judging run {run_id} failed: {reasons}; last messages: {messages}")
 
 
+def deploy_init(env_file: Path) -> None:
+    """The deployment's secrets, made as an organiser makes them: ``quantcraft deploy init``."""
+    subprocess.run(
+        [sys.executable, "-m", "quantcraft_dagster.cli", "deploy", "init", "--env-file", str(env_file)],
+        check=True,
+    )
+
+
 def read_env(path: Path) -> dict[str, str]:
     lines = path.read_text().splitlines()
     return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
 
 
 def stack_bucket(stack: dict[str, str]) -> S3Bucket:
-    """The stack's bucket through its S3 endpoint, with the keys deploy/init.sh generated."""
+    """The stack's bucket through its S3 endpoint, with the keys `quantcraft deploy init` generated."""
     return S3Bucket(
         "quantcraft",
         f"http://127.0.0.1:{stack['QUANTCRAFT_S3_PORT']}",
@@ -134,12 +143,12 @@ def offline_images() -> None:
 
 @pytest.fixture(scope="module")
 def stack(offline_images, docker_client, tmp_path_factory) -> Iterator[dict[str, str]]:  # noqa: F811
-    """The whole stack under a throwaway project name, secrets from deploy/init.sh, quick profile.
+    """The whole stack under a throwaway project name, secrets from `quantcraft deploy init`, quick profile.
     ``up`` returns once the one-shot ``prepare`` service has materialised the official traces and
     calibrated (the daemon waits for it), so the first upload finds everything a judging reads."""
     home = tmp_path_factory.mktemp("stack")
     env_file = home / ".env"
-    subprocess.run(["bash", str(ROOT / "deploy" / "init.sh"), str(env_file)], check=True)
+    deploy_init(env_file)
     assert oct(env_file.stat().st_mode & 0o777) == "0o600"
     ports = {
         "DAGSTER_PG_PORT": free_port(),
@@ -178,15 +187,15 @@ def instance(stack, tmp_path, monkeypatch) -> Iterator[dg.DagsterInstance]:
 
 
 def test_compose_config_needs_the_generated_secrets(tmp_path):
-    """No default secret: without deploy/init.sh's .env the file refuses; with it, it validates."""
+    """No default secret: without `quantcraft deploy init`'s .env the file refuses; with it, it validates."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_PG", "QUANTCRAFT_S3"))}
     env_file = tmp_path / ".env"
     env_file.write_text("")
     config = [*COMPOSE, "--env-file", str(env_file), "config"]
     out = subprocess.run(config, cwd=ROOT, env=env, capture_output=True)
-    assert out.returncode != 0 and b"run deploy/init.sh first" in out.stderr
+    assert out.returncode != 0 and b"run quantcraft deploy init first" in out.stderr
     env_file.unlink()
-    subprocess.run(["bash", str(ROOT / "deploy" / "init.sh"), str(env_file)], check=True)
+    deploy_init(env_file)
     out = subprocess.run(config, cwd=ROOT, env=env, capture_output=True, check=True)
     assert read_env(env_file)["DAGSTER_PG_PASSWORD"].encode() in out.stdout
 
@@ -196,7 +205,7 @@ def test_the_scale_out_control_host_adds_redis_and_the_celery_launcher(tmp_path)
     services on the CeleryRunLauncher instance with that broker, no slot of its own to calibrate,
     and Redis and Postgres published only on the private address given (none: it refuses)."""
     env_file = tmp_path / ".env"
-    subprocess.run(["bash", str(ROOT / "deploy" / "init.sh"), str(env_file)], check=True)
+    deploy_init(env_file)
     celery = [
         "docker-compose",
         "-f",

@@ -19,10 +19,6 @@ from .helpers import FAST, assert_nothing_left
 # Containment and verdicts are what these tests show: one trial of phases B and C is enough.
 ONE_TRIAL = replace(FAST, trials=1)
 
-# The judge's handling of the wire protocol: the same code whichever sandbox ran the engine, so
-# only on bubblewrap (tests/judge/conftest.py); what a sandbox must contain runs on both.
-protocol_only = pytest.mark.sandboxes("bubblewrap")
-
 
 @pytest.fixture
 def judge_hostile(engines):
@@ -126,7 +122,6 @@ def test_cannot_signal_other_processes(build_variant, judge_hostile):
         victim.wait()
 
 
-@protocol_only
 def test_never_healthy(engines, judge_hostile):
     v = judge_hostile(engines / "never_healthy")
     assert v.status == "failed"
@@ -154,21 +149,18 @@ def test_stderr_flood(engines, judge_hostile):
     assert 0 < len(v.stderr_tail.encode()) <= 64 * 1024
 
 
-@protocol_only
 def test_frame_over_64_kib(engines, judge_hostile):
     v = judge_hostile(engines / "big_frame")
     assert v.scores.correctness < 100
     assert any("64 KiB" in d.reason for d in v.divergences)
 
 
-@protocol_only
 def test_invalid_json(engines, judge_hostile):
     v = judge_hostile(engines / "invalid_json")
     assert v.scores.correctness < 100
     assert "invalid JSON" in v.divergences[0].reason
 
 
-@protocol_only
 def test_unknown_and_extra_reports(engines, judge_hostile):
     v = judge_hostile(engines / "unknown_orders")
     assert v.scores.correctness < 100

@@ -49,7 +49,6 @@ def test_a_naive_server_is_judged_in_every_trial(engines):
         ("market_rests", "A", "status RESTING, expected CANCELLED"),
     ],
 )
-@pytest.mark.sandboxes("bubblewrap")  # the checker's work: the same whichever sandbox ran it
 def test_broken_engines_lose_correctness_and_name_the_order(engines, variant, phase_of_first, mentions):
     v = judge_binary(engines / variant, FAST).verdict
     assert v.status == "finished", v.reason

@@ -230,9 +230,10 @@ def bucket_for(backend: str, home: Path, s3_url: str | None):
         root = home / "bucket"
         return LocalBucket(root), {"QUANTCRAFT_BUCKET_BACKEND": "local", "QUANTCRAFT_BUCKET_ROOT": str(root)}
     name = f"qc-bench-{uuid.uuid4().hex[:8]}"
+    key, secret = uuid.uuid4().hex, uuid.uuid4().hex  # throwaway: moto's server takes any pair
     env = {"QUANTCRAFT_BUCKET_BACKEND": "s3", "QUANTCRAFT_S3_BUCKET": name, "QUANTCRAFT_S3_ENDPOINT": s3_url,
-           "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}  # fmt: skip
-    return S3Bucket(name, s3_url, access_key="bench", secret_key="bench"), env
+           "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret}  # fmt: skip
+    return S3Bucket(name, s3_url, access_key=key, secret_key=secret), env
 
 
 def run(backend: str, n: int, in_flight: int, s3_url: str | None) -> Rush:

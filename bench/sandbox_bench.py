@@ -15,8 +15,9 @@ within the range bubblewrap's own trials span (goal: the same engine measures th
 container made as DockerRunLauncher makes a judging's (``deploy/dagster.yaml``'s container_kwargs:
 no capability, the Docker socket), from the project image, judging the engine compiled into it with
 ``quantcraft judge --sandbox docker`` (timed around the ``docker exec``; the run container's own
-creation is Dagster's run start, not the sandbox's cost). There the judge sees neither the
-engines' processes nor their cgroups: everything goes through the API and the probe.
+creation and its first build of the public traces are not the sandbox's cost, and left untimed).
+There the judge sees neither the engines' processes nor their cgroups: everything goes through
+the API and the probe.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ class RunContainer:
         )
         # The bounds this bench was given reach the judge inside as they reach a run container.
         self.env = {k: v for k, v in os.environ.items() if k.startswith("QUANTCRAFT_MAX_")}
+        # The public traces built once, untimed, as the other backends' judge host has them cached
+        # (a Dagster run gets its official traces from the trace assets instead).
+        warm = f"from quantcraft_dagster.judge.judging import public_bundles; public_bundles({profile!r})"
+        code, out = self.container.exec_run(["python", "-c", warm])
+        if code != 0:
+            raise SystemExit(f"could not build the traces in the run container: {out[-2000:].decode()}")
         self.argv = [
             "quantcraft",
             "judge",

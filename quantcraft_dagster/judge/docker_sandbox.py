@@ -415,7 +415,8 @@ class DockerEngine:
 
     def _usage(self) -> tuple[int, int]:
         """(CPU ns, peak memory) of the container's cgroup: from its files when this judge sees them,
-        else through the API (which keeps the daemon busy for most of a second per call)."""
+        else through the API (a container's first stats call is answered at once, every later one
+        at the daemon's 1 s collection interval: a run container asks once, at the stop)."""
         if self.cgroup is not None:
             with contextlib.suppress(OSError, ValueError):
                 return self.cgroup.usage()
@@ -463,9 +464,9 @@ def _usage(container) -> tuple[int, int]:
 class HostCgroup:
     """A container's cgroup files, read directly when this judge sees the host's cgroup tree (a
     judge on the host: ``quantcraft judge``, a worker; a run container in a cgroup namespace of its
-    own does not, and asks the API). Measured: the API's stats take about 0.8 s a call here, as
-    the daemon runs SCHED_IDLE beside a busy replay; two of them per trial doubled the Docker
-    sandbox's judging time over bubblewrap's."""
+    own does not, and asks the API). Measured: after a container's first stats call, each takes
+    the daemon's 1 s collection interval; two of them per trial doubled the Docker sandbox's
+    judging time over bubblewrap's."""
 
     def __init__(self, cpu: Path, cpu_field: str | None, peak: Path | None) -> None:
         self.cpu, self.cpu_field, self.peak = cpu, cpu_field, peak

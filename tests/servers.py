@@ -41,12 +41,17 @@ def wait_for(
     what: str,
     every: float = 1.0,
     state: Callable[[], object] = lambda: None,
+    ignore: tuple[type[Exception], ...] = (),
 ) -> object:
     """``check()``'s first truthy value; on timeout, fail naming ``what`` and ``state()``: where
-    things stood, so a timeout in CI says which submission or run was stuck."""
+    things stood, so a timeout in CI says which submission or run was stuck. A check raising one
+    of ``ignore`` (a service not up yet) counts as not yet."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = check()
+        try:
+            found = check()
+        except ignore:
+            found = None
         if found:
             return found
         time.sleep(every)

@@ -25,6 +25,7 @@ from dagster._core.scheduler.instigation import TickStatus  # not exported: tick
 from quantcraft_dagster.judge.docker_sandbox import JUDGING_LABEL, LABEL, OWNER_LABEL
 from quantcraft_dagster.lifecycle import CONTESTANT_TAG
 from quantcraft_dagster.storage.bucket import S3Bucket
+from tests import servers
 from tests.docker_env import ROOT, docker_client, sandbox_image, sandbox_leftovers  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -42,17 +43,8 @@ def free_port() -> int:
 def wait_for(
     check: Callable[[], object], timeout: float, what: str, state: Callable[[], object] = lambda: None
 ) -> object:
-    """``check()``'s first truthy value; on timeout, fail with ``state()``: where things stood."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            found = check()
-        except (OSError, ValueError):  # not up yet
-            found = None
-        if found:
-            return found
-        time.sleep(2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; state: {state()}")
+    """:func:`tests.servers.wait_for` every 2 s, through the stack's services coming and going."""
+    return servers.wait_for(check, timeout, what, every=2, state=state, ignore=(OSError, ValueError))
 
 
 def assert_no_failed_run(instance: dg.DagsterInstance, contestant: str) -> None:

@@ -21,8 +21,10 @@ from quantcraft_dagster.core.metrics import latency_curves, phase_metrics, with_
 from quantcraft_dagster.core.trial import summarize
 from quantcraft_dagster.core.verdict import rejected
 from quantcraft_dagster.judge.judging import (
+    INFRASTRUCTURE_RETRIES,
     TELEMETRY_COLUMNS,
     InfrastructureError,
+    infrastructure_retry_wait_s,
     judge_binary,
 )
 from quantcraft_dagster.lifecycle import JUDGING_POOL, LIFECYCLE_ASSET, SLOT_METADATA
@@ -206,9 +208,8 @@ def judging(
                     )
                     result = judge_binary(path, placed, progress, sandbox.sandbox(placed), bundles)
             except InfrastructureError as exc:
-                # A host's bursts (a container's copy-on-start, a backup) last seconds to a
-                # minute: each retry waits four times longer (5, 20 s) to get past one.
-                retries, wait_s = 2, 5 * 4**context.retry_number
+                retries = INFRASTRUCTURE_RETRIES
+                wait_s = infrastructure_retry_wait_s(context.retry_number)
                 then = f"will retry in {wait_s} s" if context.retry_number < retries else "no retry left"
                 context.log.error(f"judge infrastructure failure, {then}: {exc}")
                 raise dg.RetryRequested(max_retries=retries, seconds_to_wait=wait_s) from exc

@@ -50,6 +50,17 @@ class InfrastructureError(RuntimeError):
     """The judge itself failed (not the engine): safe to retry the judging."""
 
 
+INFRASTRUCTURE_RETRIES = 2
+"""Times a judging that ended in :class:`InfrastructureError` is run again, later."""
+
+
+def infrastructure_retry_wait_s(retry_number: int) -> int:
+    """Seconds to wait before retry ``retry_number`` (0-based) of a judging the host spoiled. A
+    host's bursts (a container's copy-on-start, a backup) last seconds to a minute: each wait is
+    four times longer than the last (5, 20 s) to get past one."""
+    return 5 * 4**retry_number
+
+
 @dataclass(frozen=True, slots=True)
 class JudgeConfig:
     profile: str = "quick"

@@ -12,9 +12,7 @@ from dataclasses import replace
 
 import pytest
 
-from quantcraft_dagster.judge.judging import judge_binary
-
-from .helpers import FAST, assert_nothing_left
+from .helpers import FAST, assert_nothing_left, judge_retried
 
 # Containment and verdicts are what these tests show: one trial of phases B and C is enough.
 ONE_TRIAL = replace(FAST, trials=1)
@@ -25,10 +23,10 @@ def judge_hostile(engines):
     """Judge a hostile binary, then check cleanup and that a correct engine still judges fine."""
 
     def run(binary, config=ONE_TRIAL):
-        verdict = judge_binary(binary, config).verdict
+        verdict = judge_retried(binary, config).verdict
         assert verdict.status in ("finished", "failed") and verdict.reason
         assert_nothing_left()
-        after = judge_binary(engines / "engine", ONE_TRIAL).verdict
+        after = judge_retried(engines / "engine", ONE_TRIAL).verdict
         assert after.status == "finished" and after.scores.correctness == 100.0, after.reason
         return verdict
 

@@ -8,12 +8,12 @@ import pytest
 
 from quantcraft_dagster.judge.judging import JudgeConfig, judge_binary
 
-from .helpers import FAST, NOISY_HOST, assert_nothing_left
+from .helpers import FAST, NOISY_HOST, assert_nothing_left, judge_retried
 
 
 @pytest.mark.parametrize("profile", ["quick", "standard"])
 def test_correct_engine_is_fully_correct(engines, profile):
-    result = judge_binary(engines / "engine", JudgeConfig(profile=profile, validity=NOISY_HOST))
+    result = judge_retried(engines / "engine", JudgeConfig(profile=profile, validity=NOISY_HOST))
     v = result.verdict
     assert v.status == "finished", v.reason
     assert v.scores.correctness == 100.0
@@ -34,7 +34,7 @@ def test_a_naive_server_is_judged_in_every_trial(engines):
     engines share one network namespace: nothing the judge did with the previous engine may leave
     that port in TIME_WAIT against the next one's ``bind`` without ``SO_REUSEADDR`` (this variant
     also closes every HTTP connection first, so the health checks' would, were they not reset)."""
-    v = judge_binary(engines / "naive_server", JudgeConfig(profile="quick", validity=NOISY_HOST)).verdict
+    v = judge_retried(engines / "naive_server", JudgeConfig(profile="quick", validity=NOISY_HOST)).verdict
     assert v.status == "finished", v.reason
     assert v.scores.correctness == 100.0
     assert len(v.trials["B"]) == len(v.trials["C"]) == 3
@@ -50,7 +50,7 @@ def test_a_naive_server_is_judged_in_every_trial(engines):
     ],
 )
 def test_broken_engines_lose_correctness_and_name_the_order(engines, variant, phase_of_first, mentions):
-    v = judge_binary(engines / variant, FAST).verdict
+    v = judge_retried(engines / variant, FAST).verdict
     assert v.status == "finished", v.reason
     assert v.scores.correctness < 100.0
     first = v.divergences[0]

@@ -18,7 +18,7 @@ from quantcraft_dagster.core.trial import ValidityConfig
 from quantcraft_dagster.judge import judging
 from quantcraft_dagster.judge.judging import InfrastructureError, JudgeConfig, judge_binary
 
-from .helpers import NOISY_HOST, assert_nothing_left
+from .helpers import NOISY_HOST, assert_nothing_left, judge_retried
 
 QUICK = JudgeConfig(profile="quick", validity=NOISY_HOST)
 
@@ -43,6 +43,8 @@ def test_a_stalled_load_generator_makes_the_trial_invalid_and_it_is_run_again(en
     stalled: list[int] = []
 
     def stall_first_phase_c(phase: str, done: int, total: int, note: str) -> None:
+        if phase == "A":
+            stalled.clear()  # a judging the host spoiled is retried: it gets its own stall
         if phase == "C" and note.startswith("engine healthy") and not stalled:
             time.sleep(0.1)  # the open loop is replaying now (3,000 orders over 0.5 s)
             for pid in loadgen_pids():
@@ -51,7 +53,7 @@ def test_a_stalled_load_generator_makes_the_trial_invalid_and_it_is_run_again(en
                 os.kill(pid, signal.SIGCONT)
                 stalled.append(pid)
 
-    v = judge_binary(engines / "engine", QUICK, progress=stall_first_phase_c).verdict
+    v = judge_retried(engines / "engine", QUICK, progress=stall_first_phase_c).verdict
     assert stalled, "the test never caught the load generator"
     assert v.status == "finished", v.reason
     reasons = v.invalid_trials["C"]
@@ -256,9 +258,9 @@ def test_a_judge_that_never_keeps_up_fails_as_infrastructure_not_as_a_score(engi
 
 def test_phase_b_against_a_trivial_engine_is_client_limited_and_a_slow_one_is_not(engines):
     one = replace(QUICK, trials=1)
-    fast = judge_binary(engines / "trivial", one).verdict
+    fast = judge_retried(engines / "trivial", one).verdict
     assert fast.phases["B"].client_limited and fast.to_obj()["phases"]["B"]["client_limited"] is True
-    slow = judge_binary(engines / "slow", one).verdict
+    slow = judge_retried(engines / "slow", one).verdict
     assert not slow.phases["B"].client_limited
     assert slow.phases["B"].client_busy < fast.phases["B"].client_busy
     # the engine's own CPU time per order comes from its cgroup

@@ -19,13 +19,9 @@ from assets.standings import STANDINGS_KEY, standings
 from assets.traces import finals_expected_reports, finals_trace, official_bundles
 from quantcraft_dagster.core import keys
 from quantcraft_dagster.core.finals import CONFIDENCE, final_table, finalists, round_robin, run_record
-from quantcraft_dagster.judge.judging import InfrastructureError, judge_binary
+from quantcraft_dagster.judge.judging import INFRASTRUCTURE_RETRIES, InfrastructureError, judge_binary
 from quantcraft_dagster.lifecycle import JUDGING_POOL
 from resources import BucketResource, ContestResource, JudgingResource, SandboxResource, ScoringResource
-
-# A judging the judge itself failed is run again this often before the finals give up (never a
-# score: a finalist is not ranked on fewer judgings than the others).
-INFRASTRUCTURE_RETRIES = 2
 
 
 class FinalsConfig(dg.Config):
@@ -109,7 +105,9 @@ def final_standings(
 
 def _judge(context: dg.AssetExecutionContext, path: Path, placed, sandbox: SandboxResource, bundles) -> dict:
     """One finals judging's public verdict; the judge's own failures are retried here, one judging
-    at a time, so a hiccup of the host does not throw away the judgings already made."""
+    at a time (as often as a judging run retries one), so a hiccup of the host does not throw away
+    the judgings already made; then the finals give up, never ranking a finalist on fewer
+    judgings than the others."""
     failures: list[str] = []
     while len(failures) <= INFRASTRUCTURE_RETRIES:
         try:

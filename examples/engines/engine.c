@@ -1,7 +1,8 @@
 /*
  * QuantCraft example contestant engine (protocol version 1.1, docs/protocol.md).
  *
- * One file, C11 + glibc only, single-threaded, non-blocking sockets + epoll.
+ * One file, C11 + glibc only, single-threaded, non-blocking sockets + epoll
+ * (-DVARIANT_THREADED: the same engine with an I/O thread and a matching thread).
  *   ./engine --port PORT        (else env QC_PORT, else 8080), listens on 127.0.0.1
  *   GET /health                 200 {"status": "ok"}
  *   GET /orderbook?symbol=S     200 {"symbol": S, "bids": [[price, qty], ...], "asks": [...]}
@@ -23,13 +24,16 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -46,7 +50,7 @@ enum {
     V_MEMORY_BOMB, V_TMP_FILL, V_CANARY_CONNECT, V_CANARY_FILE, V_KILL_OTHERS,
     V_NEVER_HEALTHY, V_CRASH_MID_PHASE, V_HANG_MID_PHASE, V_STDERR_FLOOD,
     V_BIG_FRAME, V_INVALID_JSON, V_UNKNOWN_ORDERS, V_DAEMONIZE, V_WRITE_APP,
-    V_WRITE_ROOT, V_SLOW, V_TRIVIAL, V_ANSWER_TABLE
+    V_WRITE_ROOT, V_SLOW, V_TRIVIAL, V_ANSWER_TABLE, V_THREADED
 };
 #if defined(VARIANT_LIFO_PRIORITY)
 #  define VARIANT V_LIFO_PRIORITY
@@ -111,6 +115,11 @@ enum {
 #elif defined(VARIANT_TRIVIAL)
 #  define VARIANT V_TRIVIAL
 #  define VARIANT_NAME "trivial"
+#elif defined(VARIANT_THREADED)
+/* Correct, with two threads: the epoll thread does all socket I/O, HTTP, WebSocket framing
+ * and order parsing; a matching thread owns the books (see "Threaded variant" below). */
+#  define VARIANT V_THREADED
+#  define VARIANT_NAME "threaded"
 #elif defined(VARIANT_ANSWER_TABLE)
 /* A cheat: replies with a table of published reports (ANSWERS_H defines ANSWERS[][2] = {order id,
  * report JSON} sorted by id, and N_ANSWERS) instead of its own matching; official traces defeat it.
@@ -157,6 +166,9 @@ enum {
 #define MAX_FRAME       (16u << 20)  /* incoming payload limit               */
 #define MAX_HTTP_HEADER (16 * 1024)
 #define OUT_HIGH_WATER  (16u << 20)  /* stop reading while this much unsent  */
+#ifndef MAX_INFLIGHT     /* threaded: stop reading while this many orders are unanswered */
+#define MAX_INFLIGHT    65536
+#endif
 #define NIL             UINT32_MAX
 #ifndef SPIN_US          /* busy-poll this long after activity; 0 = always block */
 #define SPIN_US         200
@@ -628,6 +640,7 @@ typedef struct {
     int type, side;                    /* side: BUY, SELL or -1 */
     const char *px;    size_t pxlen;   /* number text or NULL */
     const char *qty;   size_t qtylen;
+    int64_t qtyv, pxv;                 /* set by check_order */
 } req_t;
 
 enum { K_OTHER, K_ORDER_ID, K_SYMBOL, K_TYPE, K_SIDE, K_PRICE, K_QUANTITY, K_TARGET, K_SEQ };
@@ -712,13 +725,30 @@ done:
 static const char ST_FILLED[] = "FILLED", ST_RESTING[] = "RESTING",
                   ST_CANCELLED[] = "CANCELLED", ST_REJECTED[] = "REJECTED";
 
-/* Applies one parsed order to the books; fills go to g_fills. */
-static const char *process(const req_t *r) {
+/* Validates a parsed order and converts its numbers into r->qtyv and r->pxv
+ * (after this, nothing points into the frame any more): the part of the
+ * processing that needs no book.  Returns ST_REJECTED, or NULL if valid.    */
+static const char *check_order(req_t *r) {
     if (!r->syntax_ok || !r->has_id || r->idlen == 0 || r->idlen > MAX_ID ||
         !r->has_sym || r->symlen == 0 || r->symlen > MAX_SYMBOL)
         return ST_REJECTED;
+    if (r->type == T_CANCEL)
+        return !r->has_tgt || r->tgtlen == 0 || r->tgtlen > MAX_ID ? ST_REJECTED : NULL;
+    if ((r->type != T_LIMIT && r->type != T_MARKET) || r->side < 0 || !r->qty) return ST_REJECTED;
+    int inexact;
+    r->pxv = 0;
+    if (parse_fixed(r->qty, r->qtylen, 0, &r->qtyv, &inexact) || inexact ||
+        r->qtyv <= 0 || r->qtyv > MAX_QTY)
+        return ST_REJECTED;
+    if (r->type == T_LIMIT &&
+        (!r->px || parse_fixed(r->px, r->pxlen, 4, &r->pxv, &inexact) || r->pxv <= 0))
+        return ST_REJECTED;
+    return NULL;
+}
+
+/* Applies one checked order to the books; fills go to g_fills. */
+static const char *apply_order(const req_t *r) {
     if (r->type == T_CANCEL) {
-        if (!r->has_tgt || r->tgtlen == 0 || r->tgtlen > MAX_ID) return ST_REJECTED;
         if (VARIANT == V_NEVER_CANCEL) return ST_REJECTED;
         uint32_t bi = book_find(r->sym, r->symlen, 0);
         if (bi == NIL) return ST_REJECTED;
@@ -727,14 +757,7 @@ static const char *process(const req_t *r) {
         cancel_order(g_map[slot].idx);
         return ST_CANCELLED;
     }
-    if ((r->type != T_LIMIT && r->type != T_MARKET) || r->side < 0 || !r->qty) return ST_REJECTED;
-    int64_t qty, px = 0;
-    int inexact;
-    if (parse_fixed(r->qty, r->qtylen, 0, &qty, &inexact) || inexact || qty <= 0 || qty > MAX_QTY)
-        return ST_REJECTED;
-    if (r->type == T_LIMIT &&
-        (!r->px || parse_fixed(r->px, r->pxlen, 4, &px, &inexact) || px <= 0))
-        return ST_REJECTED;
+    int64_t qty = r->qtyv, px = r->pxv;
     uint32_t bi = book_find(r->sym, r->symlen, 1);
     int64_t last_px = 0;
     int64_t rem = match(bi, r->side, r->type == T_MARKET, px, qty, &last_px);
@@ -760,6 +783,9 @@ typedef struct conn {
     buf_t in;  size_t in_off;     /* bytes [in_off, in.len) not consumed yet */
     buf_t out; size_t out_off;    /* bytes [out_off, out.len) not sent yet */
     buf_t msg; int msg_active;    /* fragmented WebSocket message          */
+    /* threaded variant only (always 0 otherwise): */
+    uint32_t inflight;            /* orders handed to the matcher, report not back yet */
+    int dead, close_sent, touched;
 } conn;
 
 static int g_ep;
@@ -781,6 +807,12 @@ static void conn_close(conn *c) {
     free(c->in.p);
     free(c->out.p);
     free(c->msg.p);
+    if (c->inflight) {            /* threaded: freed when its last report comes back */
+        c->in = c->out = c->msg = (buf_t){ 0 };
+        c->in_off = c->out_off = 0;
+        c->dead = 1;
+        return;
+    }
     free(c);
 }
 /* Sends what is pending.  Returns -1 when the connection must be closed. */
@@ -794,13 +826,14 @@ static int conn_flush(conn *c) {
     }
     if (c->out_off == c->out.len) {
         c->out_off = c->out.len = 0;
-        if (c->closing) return -1;
+        if (c->closing && !c->inflight) return -1;    /* threaded: reports still to come */
     } else if (c->out_off > (1u << 20) && c->out_off * 2 > c->out.len) {
         memmove(c->out.p, c->out.p + c->out_off, c->out.len - c->out_off);
         c->out.len -= c->out_off;
         c->out_off = 0;
     }
-    c->paused = c->out.len - c->out_off > OUT_HIGH_WATER;   /* back-pressure */
+    c->paused = c->out.len - c->out_off > OUT_HIGH_WATER    /* back-pressure */
+             || c->inflight > MAX_INFLIGHT;
     conn_update_events(c);
     return 0;
 }
@@ -820,6 +853,7 @@ static void flush_blocking(conn *c) {
 }
 
 static void ws_frame(conn *c, int opcode, const char *p, size_t n) {
+    if (opcode == 0x8) c->close_sent = 1;
     unsigned char *h = (unsigned char *)buf_room(&c->out, n + 10);
     size_t hl;
     h[0] = (unsigned char)(0x80 | opcode);
@@ -1084,6 +1118,166 @@ static const char *table_answer(const req_t *rq) {
 }
 #endif
 
+/* The report of an order processed with status st (fills in g_fills) -> g_rep. */
+static void build_report(const req_t *rq, const char *st) {
+    buf_t *r = &g_rep;
+    r->len = 0;
+    BUF_LIT(r, "{\"order_id\": \"");
+    if (rq->has_id) buf_jstr(r, rq->id, rq->idlen);
+    BUF_LIT(r, "\", \"status\": \"");
+    buf_put(r, st, strlen(st));
+    BUF_LIT(r, "\", \"fills\": [");
+    buf_put(r, g_fills.p, g_fills.len);
+    BUF_LIT(r, "]}");
+#if defined(VARIANT_ANSWER_TABLE)
+    const char *known = table_answer(rq);   /* the book still moves, so /orderbook matches */
+    if (known) { r->len = 0; buf_put(r, known, strlen(known)); }
+#endif
+}
+
+#ifdef VARIANT_THREADED
+/* ======================================================================= */
+/* Threaded variant                                                         */
+/* ======================================================================= */
+/* The epoll (main) thread does all socket I/O, HTTP, WebSocket framing and
+ * order parsing/validation (check_order); one matching thread owns the books
+ * (apply_order) and builds the reports.  Two FIFOs, so every connection's
+ * reports keep their orders' arrival order:
+ *   jobs:    the I/O thread collects one epoll round's orders in a private
+ *            buffer, then appends them to the shared queue (g_q_mu); the
+ *            matcher spins SPIN_US for work, then sleeps on a condvar.
+ *   reports: the matcher swaps the whole job queue out, applies the batch,
+ *            appends {conn, length, report} records to the shared result
+ *            buffer (g_res_mu) and writes the eventfd, which the epoll loop
+ *            watches; the I/O thread frames and sends them.
+ * A connection is referenced by pointer: it is not freed while it has orders
+ * in flight (conn_close only marks it dead; the last report frees it).
+ * GET /orderbook reads the books on the I/O thread under g_book_mu, which
+ * the matcher holds while it applies a batch.                               */
+typedef struct { conn *c; const char *st; req_t rq; } job_t;   /* st: NULL = valid */
+typedef struct { conn *c; size_t len; } res_hdr_t;              /* + len report bytes */
+
+static pthread_mutex_t g_q_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_q_cv = PTHREAD_COND_INITIALIZER;
+static buf_t g_jobs;                       /* g_q_mu: job_t records not taken yet */
+static int g_matcher_idle;                 /* g_q_mu: matcher waits on g_q_cv     */
+static atomic_size_t g_jobs_pending;       /* g_jobs.len, polled while spinning    */
+static pthread_mutex_t g_res_mu = PTHREAD_MUTEX_INITIALIZER;
+static buf_t g_res;                        /* g_res_mu: report records not taken  */
+static pthread_mutex_t g_book_mu = PTHREAD_MUTEX_INITIALIZER;
+static int g_evfd;
+static buf_t g_jobs_local, g_res_local, g_touched;   /* I/O thread's own */
+
+#define BOOKS_LOCK()   pthread_mutex_lock(&g_book_mu)
+#define BOOKS_UNLOCK() pthread_mutex_unlock(&g_book_mu)
+
+static void buf_swap(buf_t *a, buf_t *b) { buf_t t = *a; *a = *b; *b = t; }
+
+/* Appends src to the shared dst (caller holds its lock); src is emptied. */
+static void buf_move(buf_t *dst, buf_t *src) {
+    if (dst->len == 0) buf_swap(dst, src);
+    else buf_put(dst, src->p, src->len);
+    src->len = 0;
+}
+
+static int64_t mono_ns(void);
+
+static void *matcher_main(void *arg) {
+    (void)arg;
+    buf_t batch = { 0 }, out = { 0 };
+    for (;;) {
+        if (SPIN_US > 0 && atomic_load_explicit(&g_jobs_pending, memory_order_relaxed) == 0) {
+            int64_t t0 = mono_ns();
+            while (atomic_load_explicit(&g_jobs_pending, memory_order_relaxed) == 0 &&
+                   mono_ns() - t0 < (int64_t)SPIN_US * 1000)
+                sched_yield();
+        }
+        pthread_mutex_lock(&g_q_mu);
+        while (g_jobs.len == 0) {
+            g_matcher_idle = 1;
+            pthread_cond_wait(&g_q_cv, &g_q_mu);
+            g_matcher_idle = 0;
+        }
+        buf_move(&batch, &g_jobs);
+        atomic_store_explicit(&g_jobs_pending, 0, memory_order_relaxed);
+        pthread_mutex_unlock(&g_q_mu);
+
+        BOOKS_LOCK();
+        for (size_t off = 0; off < batch.len; off += sizeof(job_t)) {
+            const job_t *j = (const job_t *)(batch.p + off);
+            g_fills.len = 0;
+            build_report(&j->rq, j->st ? j->st : apply_order(&j->rq));
+            res_hdr_t h = { j->c, g_rep.len };
+            buf_put(&out, &h, sizeof h);
+            buf_put(&out, g_rep.p, g_rep.len);
+        }
+        BOOKS_UNLOCK();
+        batch.len = 0;
+
+        pthread_mutex_lock(&g_res_mu);
+        buf_move(&g_res, &out);
+        pthread_mutex_unlock(&g_res_mu);
+        uint64_t one = 1;
+        while (write(g_evfd, &one, sizeof one) < 0 && errno == EINTR) {}
+    }
+    return NULL;
+}
+
+/* I/O thread: queues a parsed order for the matcher (sent by submit_jobs). */
+static void enqueue_job(conn *c, const char *st, const req_t *rq) {
+    job_t *j = (job_t *)buf_room(&g_jobs_local, sizeof *j);
+    j->c = c;
+    j->st = st;
+    j->rq = *rq;
+    g_jobs_local.len += sizeof *j;
+    c->inflight++;
+}
+
+/* I/O thread, after each epoll round: hands this round's orders over. */
+static void submit_jobs(void) {
+    if (g_jobs_local.len == 0) return;
+    pthread_mutex_lock(&g_q_mu);
+    buf_move(&g_jobs, &g_jobs_local);
+    atomic_store_explicit(&g_jobs_pending, g_jobs.len, memory_order_relaxed);
+    if (g_matcher_idle) pthread_cond_signal(&g_q_cv);
+    pthread_mutex_unlock(&g_q_mu);
+}
+
+/* I/O thread, when the eventfd is readable: frames and sends the reports. */
+static void deliver_reports(void) {
+    uint64_t cnt;
+    if (read(g_evfd, &cnt, sizeof cnt) < 0 && errno != EAGAIN) return;
+    pthread_mutex_lock(&g_res_mu);
+    buf_swap(&g_res_local, &g_res);
+    pthread_mutex_unlock(&g_res_mu);
+    g_touched.len = 0;
+    for (size_t off = 0; off < g_res_local.len;) {
+        res_hdr_t h;
+        memcpy(&h, g_res_local.p + off, sizeof h);
+        const char *rep = g_res_local.p + off + sizeof h;
+        off += sizeof h + h.len;
+        conn *c = h.c;
+        c->inflight--;
+        if (c->dead) {                              /* closed meanwhile */
+            if (c->inflight == 0) free(c);
+            continue;
+        }
+        if (!c->close_sent) send_report(c, rep, h.len);
+        if (!c->touched) { c->touched = 1; buf_put(&g_touched, &c, sizeof c); }
+    }
+    g_res_local.len = 0;
+    for (size_t off = 0; off < g_touched.len; off += sizeof(conn *)) {
+        conn *c;
+        memcpy(&c, g_touched.p + off, sizeof c);
+        c->touched = 0;
+        if (conn_flush(c) < 0) conn_close(c);      /* also resumes a paused reader */
+    }
+}
+#else
+#define BOOKS_LOCK()   ((void)0)
+#define BOOKS_UNLOCK() ((void)0)
+#endif
+
 static void handle_message(conn *c, const char *msg, size_t len) {
     g_orders++;
     if (VARIANT == V_TRIVIAL) {
@@ -1091,22 +1285,14 @@ static void handle_message(conn *c, const char *msg, size_t len) {
     } else {
         req_t rq;
         parse_order(msg, len, &rq);
+#ifdef VARIANT_THREADED
+        enqueue_job(c, check_order(&rq), &rq);     /* the report comes back later */
+#else
         g_fills.len = 0;
-        const char *st = process(&rq);
-        buf_t *r = &g_rep;
-        r->len = 0;
-        BUF_LIT(r, "{\"order_id\": \"");
-        if (rq.has_id) buf_jstr(r, rq.id, rq.idlen);
-        BUF_LIT(r, "\", \"status\": \"");
-        buf_put(r, st, strlen(st));
-        BUF_LIT(r, "\", \"fills\": [");
-        buf_put(r, g_fills.p, g_fills.len);
-        BUF_LIT(r, "]}");
-#if defined(VARIANT_ANSWER_TABLE)
-        const char *known = table_answer(&rq);  /* the book still moves, so /orderbook matches */
-        if (known) { r->len = 0; buf_put(r, known, strlen(known)); }
+        const char *st = check_order(&rq);
+        build_report(&rq, st ? st : apply_order(&rq));
+        send_report(c, g_rep.p, g_rep.len);
 #endif
-        send_report(c, r->p, r->len);
     }
     variant_after_order(c, g_orders);
 }
@@ -1269,6 +1455,7 @@ static size_t url_decode(const char *s, size_t n, char *out, size_t cap) {
 }
 
 static void orderbook_json(buf_t *b, const char *sym, size_t n) {
+    BOOKS_LOCK();
     uint32_t bi = book_find(sym, n, 0);
     BUF_LIT(b, "{\"symbol\": \"");
     buf_jstr(b, sym, n);
@@ -1285,6 +1472,7 @@ static void orderbook_json(buf_t *b, const char *sym, size_t n) {
             if (i) BUF_LIT(b, "], "); else BUF_LIT(b, "]");
         }
     }
+    BOOKS_UNLOCK();
     BUF_LIT(b, "]}");
 }
 
@@ -1458,6 +1646,16 @@ int main(int argc, char **argv) {
     g_ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
     epoll_ctl(g_ep, EPOLL_CTL_ADD, lfd, &ev);
+#ifdef VARIANT_THREADED
+    g_evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    struct epoll_event eev = { .events = EPOLLIN, .data.ptr = &g_evfd };
+    pthread_t matcher;
+    if (g_evfd < 0 || epoll_ctl(g_ep, EPOLL_CTL_ADD, g_evfd, &eev) < 0 ||
+        (errno = pthread_create(&matcher, NULL, matcher_main, NULL)) != 0) {
+        fprintf(stderr, "engine: cannot start the matching thread: %s\n", strerror(errno));
+        return 1;
+    }
+#endif
     fprintf(stderr, "engine[%s]: listening on 127.0.0.1:%d\n", VARIANT_NAME, port);
 
     struct epoll_event evs[256];
@@ -1473,8 +1671,12 @@ int main(int argc, char **argv) {
         }
         if (n < 0 && errno != EINTR) { fprintf(stderr, "engine: epoll_wait: %s\n", strerror(errno)); return 1; }
         if (SPIN_US > 0 && n > 0) last_active = mono_ns();
+        int reports = 0;
         for (int i = 0; i < n; i++) {
             conn *c = evs[i].data.ptr;
+#ifdef VARIANT_THREADED
+            if (evs[i].data.ptr == &g_evfd) { reports = 1; continue; }   /* after the others */
+#endif
             if (!c) {                                     /* new connections */
                 for (;;) {
                     int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -1494,5 +1696,11 @@ int main(int argc, char **argv) {
             else if (e & EPOLLOUT) { if (conn_flush(c) < 0) conn_close(c); }
             else if (e & (EPOLLERR | EPOLLHUP)) conn_close(c);
         }
+#ifdef VARIANT_THREADED
+        submit_jobs();
+        if (reports) deliver_reports();
+#else
+        (void)reports;
+#endif
     }
 }

@@ -1,5 +1,6 @@
 """Lists every file the load generator needs (``python -m quantcraft_dagster.judge.loadgen``): the
-interpreter, each module a real replay imports, and the shared libraries they load. The probe image
+interpreter, each module a real replay imports (with either client), the native client ``qcload``,
+and the shared libraries they load. The probe image
 (``deploy/loadgen.Dockerfile``) copies only these: on a vfs storage driver a container costs time
 per file of its image, and the Docker sandbox starts one per judging.
 
@@ -24,8 +25,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from quantcraft_dagster import settings
+from quantcraft_dagster.judge import native_client
 from quantcraft_dagster.judge.judging import phase_bundle
-from quantcraft_dagster.judge.loadgen import LoadPlan
+from quantcraft_dagster.judge.replay import LoadPlan
 from quantcraft_dagster.judge.sandbox import LOADGEN_MODULE
 
 
@@ -53,7 +55,8 @@ def replayed_modules() -> set[str]:
             conn_of=[0] * n, connections=1, book_symbols=list(bundle.books)[:1],
         )  # fmt: skip
         with tempfile.TemporaryDirectory() as tmp:
-            for case in (plan, replace(plan, phase="C", rate=1000.0, window=1, book_symbols=[])):
+            open_loop = replace(plan, phase="C", rate=1000.0, window=1, book_symbols=[])
+            for case in (plan, open_loop, replace(open_loop, client="picows")):
                 plan_path, result_path = Path(tmp, "plan.pkl"), Path(tmp, "result.pkl")
                 plan_path.write_bytes(pickle.dumps(case))
                 argv = ["-X", "importtime", "-m", LOADGEN_MODULE, str(plan_path), str(result_path)]
@@ -69,7 +72,7 @@ def replayed_modules() -> set[str]:
     return names
 
 
-files = {sys.executable, os.path.join(sys.prefix, "pyvenv.cfg")}
+files = {sys.executable, os.path.join(sys.prefix, "pyvenv.cfg"), str(native_client.BINARY)}
 for name in replayed_modules() | {"runpy", LOADGEN_MODULE}:
     try:
         spec = importlib.util.find_spec(name)
@@ -80,7 +83,7 @@ for name in replayed_modules() | {"runpy", LOADGEN_MODULE}:
 # Python finds its standard library by this landmark.
 files.add(os.path.join(sysconfig.get_paths()["stdlib"], "os.py"))
 for path in list(files):
-    if path.endswith(".so") or path == sys.executable:
+    if path.endswith(".so") or path in (sys.executable, str(native_client.BINARY)):
         for line in subprocess.run(["ldd", path], capture_output=True, text=True).stdout.splitlines():
             parts = line.split("=>")[-1].split()
             if parts and parts[0].startswith("/"):

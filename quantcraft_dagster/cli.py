@@ -16,6 +16,7 @@ from . import deploy, settings
 from .core import trace
 from .core.book import replay
 from .core.protocol import decode_order, encode_order, encode_report
+from .judge.replay import CLIENTS
 
 
 def _official_scope(args: argparse.Namespace) -> tuple[bool, str | None]:
@@ -108,6 +109,7 @@ def _cmd_judge(args: argparse.Namespace) -> int:
             validity=configured.validity(),
             engine_cpus=slot.engine_cpus,
             loadgen_cpus=slot.loadgen_cpus,
+            loadgen_client=args.loadgen,
         )
         sandbox = None  # judge_binary's default: bubblewrap
         if args.sandbox == "docker":
@@ -490,6 +492,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sandbox", default="bubblewrap", choices=["bubblewrap", "docker"],
         help="docker: the production sandbox (needs a Docker daemon and deploy/build-images.sh)",
+    )  # fmt: skip
+    p.add_argument(
+        "--loadgen", default="native", choices=CLIENTS,
+        help="the load generator's client (picows: the reference the native one is measured against)",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON verdict on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

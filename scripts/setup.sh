@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 # docker.io, docker-compose, debootstrap: the production path (deploy/), built and tested offline.
 # postgresql, redis-server: the scale-out tests start their own (tests/scale/).
 SYSTEM_PACKAGES=(bubblewrap gcc make util-linux procps python3-venv chromium
-                 docker.io docker-compose debootstrap postgresql redis-server)
+                 docker.io docker-compose debootstrap postgresql redis-server
+                 golang-go golang-github-gorilla-websocket-dev)
 missing=()
 for pkg in "${SYSTEM_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -22,5 +23,8 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/pip install --quiet --upgrade pip
 .venv/bin/pip install --quiet -e '.[dev]'
 
+make -s -C quantcraft_dagster/judge/native
 make -s -C examples/engines -j"$(nproc)"
+# Commit subjects of at most 72 characters (.githooks/commit-msg), in a clone of the repository.
+if git rev-parse --git-dir >/dev/null 2>&1; then git config core.hooksPath .githooks; fi
 echo "setup done: .venv/bin/quantcraft is ready"

@@ -32,6 +32,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -112,6 +113,40 @@ class EngineOfUid:
         return sum(task_cpu_ns(task) for pid in self.pids() for task in self.proc.glob(f"{pid}/task/*"))
 
 
+STALL_SAMPLE_NS = 250_000
+"""How often the load generator samples the engine's CPUs in an open loop."""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchFiles:
+    """What a stall watch reads: the idle-time files of the engine's CPUs (empty where cpuidle is
+    missing: the samples then carry no idle time) and each engine thread's ``schedstat``."""
+
+    cpus: tuple[int, ...]
+    idle: tuple[str, ...]
+    tasks: tuple[str, ...]
+    tids: frozenset[int]
+
+    @classmethod
+    def of(cls, cpus: Iterable[int], pids: Iterable[int]) -> WatchFiles:
+        cpus = tuple(cpus)
+        has_idle = bool(cpus) and all(any((CPU_ROOT / f"cpu{c}" / "cpuidle").glob("state*")) for c in cpus)
+        idle = [str(p) for c in cpus for p in sorted((CPU_ROOT / f"cpu{c}" / "cpuidle").glob("state*/time"))]
+        tids = _tids(pids)
+        return cls(
+            cpus,
+            tuple(idle) if has_idle else (),
+            tuple(f"/proc/{t}/schedstat" for t in sorted(tids)),
+            frozenset(tids),
+        )
+
+    def covers(self, pids: Iterable[int]) -> bool:
+        """Whether every thread of ``pids`` (the engine's, now) was watched. One started since ran
+        on the engine's CPUs unwatched, so its CPU time would look like the host's: an engine
+        that forks or spawns threads mid-replay is not watched order by order."""
+        return _tids(pids) <= self.tids
+
+
 class StallWatch:
     """The engine's CPUs and threads, sampled by the load generator between two sends.
 
@@ -123,16 +158,14 @@ class StallWatch:
     watch began voids it (:meth:`covers`).
     """
 
-    def __init__(self, cpus: Iterable[int], pids: Iterable[int], interval_ns: int = 250_000) -> None:
-        cpus = tuple(cpus)
-        self.ncpus, self.interval_ns = len(cpus), interval_ns
-        idle = [p for c in cpus for p in sorted((CPU_ROOT / f"cpu{c}" / "cpuidle").glob("state*/time"))]
-        has_idle = bool(cpus) and all(any((CPU_ROOT / f"cpu{c}" / "cpuidle").glob("state*")) for c in cpus)
-        self.idle_fds = [os.open(p, os.O_RDONLY) for p in idle] if has_idle else []
-        self.task_fds, self.tids = [], _tids(pids)
-        for tid in self.tids:
+    def __init__(self, cpus: Iterable[int], pids: Iterable[int], interval_ns: int = STALL_SAMPLE_NS) -> None:
+        self.files = WatchFiles.of(cpus, pids)
+        self.ncpus, self.interval_ns, self.tids = len(self.files.cpus), interval_ns, self.files.tids
+        self.idle_fds = [os.open(p, os.O_RDONLY) for p in self.files.idle]
+        self.task_fds = []
+        for path in self.files.tasks:
             with contextlib.suppress(OSError):
-                self.task_fds.append(os.open(f"/proc/{tid}/schedstat", os.O_RDONLY))
+                self.task_fds.append(os.open(path, os.O_RDONLY))
         self.last = [(0, 0)] * len(self.task_fds)
         self.samples: list[tuple[int, int | None, int, int]] = []
         self.next_ns = 0
@@ -146,12 +179,6 @@ class StallWatch:
                 self.last[k] = (int(ran), int(waited))
         self.samples.append((now, idle, sum(r for r, _ in self.last), sum(w for _, w in self.last)))
         self.next_ns = now + self.interval_ns
-
-    def covers(self, pids: Iterable[int]) -> bool:
-        """Whether every thread of ``pids`` (the engine's, now) was watched. One started since ran
-        on the engine's CPUs unwatched, so its CPU time would look like the host's: an engine
-        that forks or spawns threads mid-replay is not watched order by order."""
-        return _tids(pids) <= self.tids
 
     def close(self) -> None:
         for fd in (*self.idle_fds, *self.task_fds):

@@ -38,8 +38,8 @@ from ..core.verdict import PhaseOutcome, Verdict, decide, rejected
 from . import interference
 from .cgroups import PlatformGroup
 from .cpus import cleared, placed, split_cpus
-from .loadgen import LoadPlan, LoadResult
 from .quiet import quiet_platform
+from .replay import LoadPlan, LoadResult
 from .sandbox import BubblewrapSandbox, EngineExit, LoadgenRun, RunningEngine, Sandbox, SandboxLimits
 
 Progress = Callable[[str, int, int, str], None]
@@ -82,6 +82,7 @@ class JudgeConfig:
     clear_slot_cpus: bool = True
     report_timeout_s: float = 5.0
     health_timeout_s: float = 30.0
+    loadgen_client: str = "native"  # replay.CLIENTS: the picows reference only to compare with
     phase_time_limit_s: float = 120.0  # bounds a crawling engine; a good one needs a few seconds
     # The reference engine of control trials (``_Judging.control_runs_clean``); None: no control.
     control_engine: Path | None = field(
@@ -464,6 +465,7 @@ def run_phase(
         health_timeout_s=config.health_timeout_s,
         report_timeout_s=config.report_timeout_s,
         time_limit_s=config.phase_time_limit_s,
+        client=config.loadgen_client,
     )
     with tempfile.TemporaryDirectory(prefix="qc-phase-") as tmp:
         plan_path, result_path = Path(tmp, "plan.pkl"), Path(tmp, "result.pkl")

@@ -93,6 +93,14 @@ def _cmd_judge(args: argparse.Namespace) -> int:
     from .judge.slots import host_slots, take_slot
 
     configured = settings.current()
+    binary = Path(args.binary)
+    if not binary.is_file():
+        what = "a directory" if binary.is_dir() else "not there"
+        sys.stderr.write(f"quantcraft judge: {binary} is {what}; give the path of your engine's binary\n")
+        return USAGE_ERROR
+    if unbuilt := _unbuilt():
+        sys.stderr.write(f"quantcraft judge: {unbuilt}\n")
+        return USAGE_ERROR
     show = None if args.quiet else _progress_printer(sys.stderr)
     official, submission = _official_scope(args)
     bundles = None  # judge_binary's default: the profile's public traces
@@ -121,7 +129,7 @@ def _cmd_judge(args: argparse.Namespace) -> int:
                 if args.repeat > 1 and show:
                     sys.stderr.write(f"judging {i + 1} of {args.repeat}\n")
                 verdicts.append(
-                    judge_binary(Path(args.binary), config, show, sandbox, bundles).verdict.to_obj()
+                    judge_binary(binary, config, show, sandbox, bundles).verdict.to_obj()
                 )
         except InfrastructureError as exc:
             sys.stderr.write(_judge_failure(exc))
@@ -136,15 +144,30 @@ def _cmd_judge(args: argparse.Namespace) -> int:
 
 # `quantcraft judge`'s exit status when the judge, not the engine, failed: no verdict was made.
 JUDGE_FAILURE = 3
+USAGE_ERROR = 2  # argparse's own
 
 
 def _judge_failure(exc: Exception) -> str:
     """What a contestant reads when this host was too busy for the judge to vouch for a trial."""
     return (
         f"judge failure, not a verdict on the engine: {exc}\n"
-        "The judge could not get trials it can vouch for on this host (see 'Trials, medians and ties'"
-        " in docs/contestant-guide.md). Run it again on a quieter machine, or, for a self-test only,"
-        " widen the bounds: QUANTCRAFT_MAX_INTERFERENCE=0.2 QUANTCRAFT_MAX_SEND_LAG_P99_US=20000.\n"
+        "Other work on this host kept taking the judge's or the engine's CPUs, trial after trial, so"
+        " the judge could not vouch for a trial (see 'Trials, medians and ties' in"
+        " docs/contestant-guide.md). Nothing was judged wrong: run it again when the machine is quieter.\n"
+    )
+
+
+def _unbuilt() -> str | None:
+    """What the judge needs that is not built, as a sentence naming the command that builds it."""
+    from .judge import native_client
+
+    needed = (settings.current().calibration_engines / "engine", native_client.BINARY)
+    missing = [str(p) for p in needed if not p.exists()]
+    if not missing:
+        return None
+    return (
+        f"the judge's own programs are not built ({', '.join(missing)}): run `bash scripts/setup.sh`"
+        " (or `make -C examples/engines && make -C quantcraft_dagster/judge/native`)"
     )
 
 
@@ -308,9 +331,13 @@ DEMO_ENGINES = (("alice", "engine"), ("bob", "never_cancel"), ("carol", "lifo_pr
 
 def _cmd_up(args: argparse.Namespace) -> int:
     from . import services
-    from .judge import cpus
+    from .judge import cpu_weight, cpus
 
+    if unbuilt := _unbuilt():
+        sys.stderr.write(f"quantcraft up: {unbuilt}\n")
+        return USAGE_ERROR
     cpus.background()  # it polls the instance while engines are judged
+    cpu_weight.place(cpu_weight.IDLE)  # and yields to judgings across sessions (never frozen)
     svc = services.Services(port=args.port, leaderboard_port=args.leaderboard_port)
     try:
         with svc.supervised():  # SIGINT, SIGTERM, SIGHUP or a return: every service stops

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import settings
+from .judge import cpu_weight
 from .judge.cgroups import PlatformGroup
 from .judge.cpus import background, split_cpus
 from .lifecycle import CONTESTANT_TAG
@@ -128,9 +129,10 @@ def _bin(name: str) -> str:
     return str(local) if local.exists() else (shutil.which(name) or name)
 
 
-def _service_child(cpus: tuple[int, ...], parent: int, platform_procs: str) -> None:
+def _service_child(cpus: tuple[int, ...], parent: int, platform_procs: list[str]) -> None:
     """Between fork and exec of a service: off the engines' CPUs, in the platform's freezer group
-    (the judge freezes it for timed trials: ``judge.quiet``), and SIGTERM when ``parent`` dies.
+    (the judge freezes it for timed trials: ``judge.quiet``) and its cpu group (the lightest
+    weight: ``judge.cpu_weight``), and SIGTERM when ``parent`` dies.
 
     The death signal covers what no handler can: the parent killed by SIGKILL (``docker stop``
     after its timeout, the OOM killer). It fires when the forking thread ends, so services are
@@ -138,8 +140,9 @@ def _service_child(cpus: tuple[int, ...], parent: int, platform_procs: str) -> N
     send it: then the service does not start at all.
     """
     background(cpus)
-    with open(platform_procs, "w") as fh:
-        fh.write(str(os.getpid()))
+    for procs in platform_procs:
+        with open(procs, "w") as fh:
+            fh.write(str(os.getpid()))
     if _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
     if os.getppid() != parent:
@@ -229,7 +232,10 @@ class Services:
             ]  # fmt: skip
 
         off_engine = split_cpus()[1]
-        platform_procs = PlatformGroup().procs_file()
+        platform_procs = [PlatformGroup().procs_file()]
+        weight = cpu_weight.procs_file(cpu_weight.PLATFORM)
+        if weight is not None and weight not in platform_procs:  # v2: one directory does both
+            platform_procs.append(weight)
         for name, cmd in commands.items():
             if name in self.procs and self.procs[name].poll() is None:
                 continue  # already running: never orphan a live child by starting a twin

@@ -14,12 +14,11 @@ from quantcraft_dagster.core.protocol import encode_order, encode_report
 from quantcraft_dagster.core.trace import generate, get_spec, official
 
 CLI = [sys.executable, "-m", "quantcraft_dagster.cli"]
-# This VM's noise bursts reach milliseconds: the tests assert the command, not the host.
-NOISY_HOST = {"QUANTCRAFT_MAX_SEND_LAG_P99_US": "20000", "QUANTCRAFT_MAX_INTERFERENCE": "0.05"}
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], capture_output=True, check=True, env={**os.environ, **NOISY_HOST})
+    """The command as a contestant runs it: the judge's bounds as shipped."""
+    return subprocess.run([*CLI, *args], capture_output=True, check=True)
 
 
 def test_trace_is_the_wire_frames_and_stable(tmp_path):
@@ -101,9 +100,23 @@ def test_a_judge_failure_is_said_as_such_not_a_verdict_or_a_traceback(engines):
     proc = subprocess.run(
         [*CLI, "judge", str(engines / "engine"), "--profile", "quick", "--json"],
         capture_output=True,
-        env={**os.environ, **NOISY_HOST, "QUANTCRAFT_MAX_SEND_LAG_P99_US": "0.001"},
+        env={**os.environ, "QUANTCRAFT_MAX_SEND_LAG_P99_US": "0.001"},
     )
     assert proc.returncode == 3 and proc.stdout == b""
     err = proc.stderr.decode()
     assert "judge failure, not a verdict on the engine: no valid trial of phase C" in err
     assert "send-lag p99" in err and "Traceback" not in err
+    assert "QUANTCRAFT_" not in err  # never told to widen the bounds
+
+
+def test_judging_a_missing_file_is_a_sentence(tmp_path):
+    for path, said in ((tmp_path / "nope", "is not there"), (tmp_path, "is a directory")):
+        proc = subprocess.run([*CLI, "judge", str(path)], capture_output=True, text=True)
+        assert proc.returncode == 2 and said in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_up_names_the_command_that_builds_the_judge(tmp_path):
+    env = {**os.environ, "QUANTCRAFT_CALIBRATION_ENGINES": str(tmp_path), "QUANTCRAFT_HOME": str(tmp_path)}
+    proc = subprocess.run([*CLI, "up"], capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "not built" in proc.stderr and "bash scripts/setup.sh" in proc.stderr

@@ -52,8 +52,6 @@ def resources(tmp_path):
             profile="quick",
             report_timeout_s=2.0,
             health_timeout_s=3.0,
-            max_send_lag_p99_us=20_000.0,
-            max_interference=0.05,
         ),
         "duckdb": DuckDBResource(),
         "scoring": ScoringResource(),

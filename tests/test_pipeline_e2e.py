@@ -37,9 +37,6 @@ def wait_for(predicate, timeout: float, what: str):
 def platform(tmp_path, monkeypatch):
     monkeypatch.setenv("QUANTCRAFT_HOME", str(tmp_path / "state"))
     monkeypatch.setenv("QUANTCRAFT_PROFILE", "quick")
-    # This VM's noise bursts reach milliseconds: the test asserts the pipeline, not the host.
-    monkeypatch.setenv("QUANTCRAFT_MAX_SEND_LAG_P99_US", "20000")
-    monkeypatch.setenv("QUANTCRAFT_MAX_INTERFERENCE", "0.05")
     svc = services.Services(port=free_port(), leaderboard_port=free_port())
     svc.start()
     svc.wait_ready()

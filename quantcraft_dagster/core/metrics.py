@@ -25,7 +25,7 @@ CURVE_PERCENTILES = (0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95,
 NS_PER_S = 1_000_000_000
 # What the judge measured of a trial beside its telemetry rows: the engine's CPU time (its
 # cgroup), the load generator's busy share and the host's interference.
-JUDGE_FIGURES = ("cpu_us_per_order", "client_busy", "client_limited", "interference")
+JUDGE_FIGURES = ("cpu_us_per_order", "client_busy", "client_run_delay", "client_limited", "interference")
 
 
 @dataclass(slots=True)
@@ -57,6 +57,9 @@ class PhaseMetrics:
     send_rate: float | None = None  # achieved sending rate (open loop: compared with the target)
     cpu_us_per_order: float | None = None  # engine CPU time (its cgroup) per order
     client_busy: float | None = None  # load generator CPU time / wall time of the replay
+    # The load generator's time runnable but off its CPU, over the replay's wall time: near 0 is
+    # the proof that nothing else ran on the judge's CPU during the trial.
+    client_run_delay: float | None = None
     client_limited: bool = False
     # Time other work kept the engine off its CPUs, over the replay's wall time (the host's share)
     interference: float | None = None
@@ -74,6 +77,8 @@ class PhaseMetrics:
         for key in ("orders_per_s", "send_rate", "cpu_us_per_order", "client_busy"):
             if obj[key] is not None:
                 obj[key] = round(obj[key], 3)
+        if obj["client_run_delay"] is not None:
+            obj["client_run_delay"] = round(obj["client_run_delay"], 6)
         if obj["interference"] is not None:
             obj["interference"] = round(obj["interference"], 5)
         return obj
@@ -97,6 +102,7 @@ def phase_metrics(
     cpu_ns: int | None = None,
     client_busy: float | None = None,
     interference: float | None = None,
+    client_run_delay: float | None = None,
     disturbed: np.ndarray | None = None,
 ) -> PhaseMetrics:
     """Figures for one run of a phase; closed-loop phases have ``intended_ns == sent_ns``.
@@ -148,6 +154,7 @@ def phase_metrics(
         send_rate=send_rate,
         cpu_us_per_order=cpu_ns / 1_000 / n if cpu_ns is not None else None,
         client_busy=client_busy,
+        client_run_delay=client_run_delay,
         interference=interference,
         disturbed=int(disturbed.sum()) if disturbed is not None else None,
     )

@@ -33,6 +33,36 @@ def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
 
+# Scheduling weights (``judge.cpu_weight``): the judge's and the engines' groups heaviest, the
+# platform's lightest.
+_HEAVY = {1: ("cpu.shares", "262144"), 2: ("cpu.weight", "10000")}
+_LIGHT = {1: ("cpu.shares", "2"), 2: ("cpu.weight", "1")}
+
+
+def weigh(path: Path, heavy: bool, version: int) -> None:
+    """Give the group at ``path`` the largest or smallest weight (as far as the host allows)."""
+    key, value = (_HEAVY if heavy else _LIGHT)[version]
+    with contextlib.suppress(OSError):
+        _write(path / key, value)
+    if version == 2 and not heavy:
+        with contextlib.suppress(OSError):  # kernels from 5.15: idle relative to its siblings
+            _write(path / "cpu.idle", "1")
+
+
+def cpu_parent(root: Path, version: int) -> Path:
+    """The project's parent group in the cpu controller, made and weighed heavy, so its groups'
+    weights hold against every other group on the host."""
+    parent = root / PARENT if version == 2 else root / "cpu" / PARENT
+    parent.mkdir(parents=True, exist_ok=True)
+    if version == 2:
+        for level in (root, parent):
+            with contextlib.suppress(OSError):
+                _write(level / "cgroup.subtree_control", "+cpu")
+    else:
+        weigh(parent, True, 1)
+    return parent
+
+
 def read_int_field(path: Path, key: str) -> int:
     with contextlib.suppress(OSError):
         for line in path.read_text().splitlines():
@@ -130,11 +160,17 @@ class CgroupV1(Cgroup):
         self.mem, self.pid, self.cpuset = (root / c / PARENT / name for c in ("memory", "pids", "cpuset"))
         self.freezer = root / "freezer" / PARENT / name if (root / "freezer").is_dir() else None
         self.cpuacct = root / "cpuacct" / PARENT / name if (root / "cpuacct").is_dir() else None
-        dirs = [self.mem, self.pid, self.cpuset] + [d for d in (self.freezer, self.cpuacct) if d]
+        self.cpu = root / "cpu" / PARENT / name if (root / "cpu").is_dir() else None
+        dirs = [self.mem, self.pid, self.cpuset] + [d for d in (self.freezer, self.cpuacct, self.cpu) if d]
         super().__init__(dirs)
 
     def _make(self, path: Path) -> None:
         parent = path.parent
+        if path == self.cpu:  # the engine weighs heaviest: the host's other work yields to it
+            cpu_parent(self.root, 1)
+            path.mkdir()
+            weigh(path, True, 1)
+            return
         if not parent.exists():
             parent.mkdir()
             if parent.parent.name == "cpuset":  # a v1 cpuset child starts empty; inherit the root's
@@ -165,7 +201,7 @@ class CgroupV2(Cgroup):
         parent = root / PARENT
         if not parent.exists():
             parent.mkdir()
-        wanted = {"memory", "pids", "cpuset"}
+        wanted = {"memory", "pids", "cpuset", "cpu"}
         available = set((root / "cgroup.controllers").read_text().split())
         enable = " ".join(f"+{c}" for c in sorted(wanted & available))
         for level in (root, parent):
@@ -182,6 +218,7 @@ class CgroupV2(Cgroup):
             _write(self.path / "pids.max", str(limits.pids))
         if limits.cpus and (self.path / "cpuset.cpus").exists():
             _write(self.path / "cpuset.cpus", ",".join(map(str, limits.cpus)))
+        weigh(self.path, True, 2)
 
     def _locate(self, root: Path, name: str) -> None:
         self.path = root / PARENT / name

@@ -62,6 +62,7 @@ LIFETIME_MARGIN_S = 120.0
 # container's at once (its owner is gone), a finished judging's when it closes its sandbox.
 VOLUME_LIFETIME_S = 6 * 3600.0
 WORK = "/work"  # the probe's volume: plan in, result out
+MAX_CPU_SHARES = 262144  # the kernel's largest weight (cgroup v1 cpu.shares; Docker maps it on v2)
 
 
 def _own_container_id() -> str:
@@ -225,6 +226,7 @@ class Probe:
                 security_opt=["no-new-privileges"],
                 pids_limit=64,
                 cpuset_cpus=",".join(map(str, sandbox.loadgen_cpus)) or None,
+                cpu_shares=MAX_CPU_SHARES,  # outweighs the host's work on its CPUs (judge.cpu_weight)
                 init=True,  # PID 1 of the engines' pid namespace: reaps what an engine orphans
                 log_config=LogConfig(type=LogConfig.types.NONE),
             )
@@ -362,6 +364,7 @@ class DockerEngine:
             mem_limit=limits.memory_bytes,
             memswap_limit=limits.memory_bytes,
             cpuset_cpus=",".join(map(str, limits.cpus)) or None,
+            cpu_shares=MAX_CPU_SHARES,
             ulimits=ulimits,
             log_config=LogConfig(type=LogConfig.types.NONE),  # output goes to the tail, not to disk
         )

@@ -35,7 +35,7 @@ from ..core.trial import (
     invalid_reason,
 )
 from ..core.verdict import PhaseOutcome, Verdict, decide, rejected
-from . import interference
+from . import cpu_weight, interference
 from .cgroups import PlatformGroup
 from .cpus import cleared, placed, split_cpus
 from .quiet import quiet_platform
@@ -220,6 +220,7 @@ def judge_binary(
         return JudgeResult(rejected(str(exc)), Telemetry())
     bundles = bundles or public_bundles(config.profile)
     sandbox = sandbox or BubblewrapSandbox(config.sandbox_limits())
+    cpu_weight.place(cpu_weight.JUDGES)  # this process and its load generators outweigh the host's work
     try:
         with placed(config.loadgen_cpus, every_thread=True):  # the judge stays off the engine's CPUs
             result = _Judging(binary, config, sandbox, bundles, progress).run()
@@ -402,6 +403,7 @@ def phase_outcome(
         checked.exact,
         cpu_ns=engine_exit.cpu_ns if engine_exit is not None and result.healthy else None,
         client_busy=(result.cpu_s + result.run_delay_s) / result.wall_s if result.wall_s > 0 else None,
+        client_run_delay=result.run_delay_s / result.wall_s if result.wall_s > 0 else None,
         interference=result.interference_ns / (result.wall_s * 1e9)
         if result.interference_ns is not None and result.wall_s > 0
         else None,

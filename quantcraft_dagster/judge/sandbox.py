@@ -48,7 +48,11 @@ class SandboxLimits:
 
 
 class StderrTail:
-    """Drains a pipe on a thread, keeping only the last 64 KiB, so a flood never blocks."""
+    """Drains a pipe on a thread, keeping only the last 64 KiB.
+
+    The thread runs ``SCHED_IDLE`` beside the load generator: it reads when the load generator
+    waits, never in its place. An engine that floods its output faster than that blocks on its
+    own full pipe: its flood slows it, never the judge."""
 
     def __init__(self, fd: int, limit: int = STDERR_TAIL_BYTES) -> None:
         self._fd = fd
@@ -59,6 +63,8 @@ class StderrTail:
         self.thread.start()
 
     def _drain(self) -> None:
+        with contextlib.suppress(OSError):  # this thread only
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
         while True:
             try:
                 chunk = os.read(self._fd, 1 << 16)

@@ -25,8 +25,7 @@ from quantcraft_dagster.lifecycle import SLOT_METADATA, VERDICT_ASSET
 from resources import JudgingResource, SandboxResource, ScoringResource
 
 # Trial validity relaxed as for every judging test on this VM; the band is what the check judges.
-NOISY_HOST = JudgingResource(max_send_lag_p99_us=20_000.0, max_interference=0.05)
-RESOURCES = {"sandbox": SandboxResource(), "judging": NOISY_HOST, "scoring": ScoringResource()}
+RESOURCES = {"sandbox": SandboxResource(), "judging": JudgingResource(), "scoring": ScoringResource()}
 
 
 def calibrate(

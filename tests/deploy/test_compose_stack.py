@@ -150,8 +150,6 @@ def stack(offline_images, docker_client, tmp_path_factory) -> Iterator[dict[str,
     }
     with env_file.open("a") as fh:
         fh.write("QUANTCRAFT_PROFILE=quick\n")
-        # This shared 2-core VM is noisy: the validity bounds are relaxed here, never in production.
-        fh.write("QUANTCRAFT_MAX_SEND_LAG_P99_US=20000\nQUANTCRAFT_MAX_INTERFERENCE=0.05\n")
         fh.writelines(f"{name}={port}\n" for name, port in ports.items())
     name = f"qc{uuid.uuid4().hex[:8]}"
     env = {**read_env(env_file), "COMPOSE_PROJECT_NAME": name}

@@ -7,38 +7,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from quantcraft_dagster.core.trial import ValidityConfig
 from quantcraft_dagster.judge import cgroups
-from quantcraft_dagster.judge.judging import (
-    INFRASTRUCTURE_RETRIES,
-    InfrastructureError,
-    JudgeConfig,
-    JudgeResult,
-    infrastructure_retry_wait_s,
-    judge_binary,
-)
+from quantcraft_dagster.judge.judging import JudgeConfig
 from quantcraft_dagster.judge.sandbox import NOBODY
 
-# Short timeouts keep hostile tests fast; the rules are the same as the defaults. The send-lag bound
-# is raised because this VM's noise bursts reach milliseconds: these tests assert the engines'
-# verdicts, not the host (tests/judge/test_trials.py asserts the bound itself).
-NOISY_HOST = ValidityConfig(max_send_lag_p99_us=20_000.0, max_interference=0.05)
-FAST = JudgeConfig(
-    profile="quick", health_timeout_s=3.0, report_timeout_s=2.0, phase_time_limit_s=10.0, validity=NOISY_HOST
-)
-
-
-def judge_retried(binary: Path, config: JudgeConfig, **kwargs) -> JudgeResult:
-    """``judge_binary`` as a judging run gets it: a judging the host spoiled (an
-    :class:`InfrastructureError`, never the engine's doing) is run again after the platform's waits.
-    This VM's bursts outlast a judging's re-runs now and then (a CI run lost four phase-B trials in
-    a row to 11-21 % off-CPU); what these tests assert is the verdict the platform would give."""
-    for retry in range(INFRASTRUCTURE_RETRIES):
-        try:
-            return judge_binary(binary, config, **kwargs)
-        except InfrastructureError:
-            time.sleep(infrastructure_retry_wait_s(retry))
-    return judge_binary(binary, config, **kwargs)
+# Short timeouts keep hostile tests fast (a hung engine is found in 2 s, not 5). The validity
+# bounds are the product's: every judging in these tests is judged as a user's is, once.
+FAST = JudgeConfig(profile="quick", health_timeout_s=3.0, report_timeout_s=2.0, phase_time_limit_s=10.0)
 
 
 def sandbox_processes() -> list[str]:

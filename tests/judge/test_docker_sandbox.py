@@ -22,10 +22,10 @@ from quantcraft_dagster.judge.docker_sandbox import (
     HostCgroup,
     reap,
 )
-from quantcraft_dagster.judge.judging import JudgeConfig
+from quantcraft_dagster.judge.judging import JudgeConfig, judge_binary
 from quantcraft_dagster.judge.sandbox import SandboxLimits
 from tests.docker_env import restart_daemon, sandbox_leftovers
-from tests.judge.helpers import FAST, judge_retried
+from tests.judge.helpers import FAST
 
 
 @pytest.fixture
@@ -152,7 +152,7 @@ def test_a_restarted_daemon_leaves_nothing_the_next_judging_trips_on(
         assert {c.status for c in left} == {"exited"}
         sandbox = DockerSandbox(FAST.sandbox_limits(), sandbox_image, client=docker_client)
         assert sandbox_leftovers(docker_client) == []
-        verdict = judge_retried(engines / "engine", FAST, sandbox=sandbox).verdict
+        verdict = judge_binary(engines / "engine", FAST, sandbox=sandbox).verdict
         assert verdict.status == "finished" and verdict.scores.correctness == 100.0, verdict.reason
         assert sandbox_leftovers(docker_client) == []
     finally:

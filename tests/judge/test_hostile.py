@@ -12,7 +12,9 @@ from dataclasses import replace
 
 import pytest
 
-from .helpers import FAST, assert_nothing_left, judge_retried
+from quantcraft_dagster.judge.judging import judge_binary
+
+from .helpers import FAST, assert_nothing_left
 
 # Containment and verdicts are what these tests show: one trial of phases B and C is enough.
 ONE_TRIAL = replace(FAST, trials=1)
@@ -23,10 +25,10 @@ def judge_hostile(engines):
     """Judge a hostile binary, then check cleanup and that a correct engine still judges fine."""
 
     def run(binary, config=ONE_TRIAL):
-        verdict = judge_retried(binary, config).verdict
+        verdict = judge_binary(binary, config).verdict
         assert verdict.status in ("finished", "failed") and verdict.reason
         assert_nothing_left()
-        after = judge_retried(engines / "engine", ONE_TRIAL).verdict
+        after = judge_binary(engines / "engine", ONE_TRIAL).verdict
         assert after.status == "finished" and after.scores.correctness == 100.0, after.reason
         return verdict
 
@@ -34,11 +36,9 @@ def judge_hostile(engines):
 
 
 def test_fork_bomb(engines, judge_hostile):
-    # A fork bomb's kernel churn reaches the load generator's CPU too on this 2-core VM (a 20.2 ms
-    # send-lag p99 failed a CI run): the bound is relaxed further for it; what is tested is that
-    # the pids limit holds and the engine still gets a verdict.
-    churn = replace(ONE_TRIAL, validity=replace(ONE_TRIAL.validity, max_send_lag_p99_us=50_000.0))
-    v = judge_hostile(engines / "fork_bomb", churn)
+    """The pids limit holds and the engine gets a verdict at the bounds the product ships: its
+    churn is its own disturbance, never a judge failure."""
+    v = judge_hostile(engines / "fork_bomb")
     assert v.scores is not None
 
 

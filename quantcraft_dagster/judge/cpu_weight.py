@@ -1,0 +1,62 @@
+"""The judge's CPUs belong to the judge: scheduling weights of the kernel's cpu controller.
+
+Per-thread priorities do not order processes of different sessions: with
+``kernel.sched_autogroup_enabled`` (Debian's default) every session is a scheduling group of its
+own, and ``nice -20`` or ``SCHED_IDLE`` rank threads inside one session only. A process in a cpu
+cgroup other than the root leaves its autogroup, and cgroups compete by their weights, across
+sessions and hosts alike. So:
+
+- ``judges`` (the judging process, hence its load generator) and every engine group get the
+  largest weight (v1 ``cpu.shares`` 262144, v2 ``cpu.weight`` 10000);
+- ``platform`` (the services ``quantcraft up`` starts) and ``idle`` (``up`` itself, polling for
+  its demo; never frozen, unlike ``platform``) get the smallest (v1 ``cpu.shares`` 2, v2
+  ``cpu.weight`` 1 and ``cpu.idle``): they run on a judge's CPUs only when it leaves them idle.
+
+The groups sit under the project's parent (``cgroups.PARENT``), given the largest weight too, so
+the judges' weight holds against every other group on the host. Without a cpu controller (a
+container's read-only ``/sys/fs/cgroup``) nothing is placed and the judge relies on CPU pinning
+alone; :func:`place` says so by returning False.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import cgroups
+
+JUDGES, PLATFORM, IDLE = "judges", "platform", "idle"
+
+
+def group(role: str, root: Path = cgroups.ROOT) -> Path | None:
+    """The cpu group of ``role``, created and weighed; None without a writable cpu controller."""
+    version = cgroups.detect_version(root)
+    if version == 1 and not (root / "cpu").is_dir():
+        return None
+    try:
+        path = cgroups.cpu_parent(root, version) / role
+        path.mkdir(exist_ok=True)
+    except OSError:
+        return None
+    if version == 2 and not (path / "cpu.weight").exists():
+        return None
+    cgroups.weigh(path, role == JUDGES, version)
+    return path
+
+
+def procs_file(role: str, root: Path = cgroups.ROOT) -> str | None:
+    """Where a process writes its pid to join ``role`` (from preexec: a plain string)."""
+    path = group(role, root)
+    return str(path / "cgroup.procs") if path is not None else None
+
+
+def place(role: str, pid: int = 0, root: Path = cgroups.ROOT) -> bool:
+    """Move process ``pid`` (default: this one, every thread) into ``role``'s group."""
+    procs = procs_file(role, root)
+    if procs is None:
+        return False
+    try:
+        Path(procs).write_text(str(pid or os.getpid()))
+    except OSError:
+        return False
+    return True

@@ -86,11 +86,13 @@ def calibrate_host(instance: dg.DagsterInstance, resources: dict) -> list[str]:
 calibration_job = dg.define_asset_job("calibrate", selection=dg.AssetSelection.assets(calibration))
 
 
-def calibration_request(slot: str, run_key: str) -> dg.RunRequest:
+def calibration_request(slot: str, run_key: str, job_name: str | None = None) -> dg.RunRequest:
     """A calibration of ``slot``, on its own host: with Celery, on the queue only that host's
-    worker takes (other run launchers have one host and ignore the tag)."""
+    worker takes (other run launchers have one host and ignore the tag). ``job_name``: for a
+    sensor that targets several jobs."""
     queue = settings.current().host_queue(host_of(slot))
-    return dg.RunRequest(partition_key=slot, run_key=run_key, tags={DAGSTER_CELERY_QUEUE_TAG: queue})
+    tags = {DAGSTER_CELERY_QUEUE_TAG: queue}
+    return dg.RunRequest(partition_key=slot, run_key=run_key, tags=tags, job_name=job_name)
 
 
 @dg.schedule(job=calibration_job, cron_schedule="0 * * * *", default_status=dg.DefaultScheduleStatus.RUNNING)

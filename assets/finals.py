@@ -8,6 +8,7 @@ judging slot held throughout, so every finalist meets the same CPUs and the same
 """
 
 import tempfile
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,13 @@ from assets.standings import STANDINGS_KEY, standings
 from assets.traces import finals_expected_reports, finals_trace, official_bundles
 from quantcraft_dagster.core import keys
 from quantcraft_dagster.core.finals import CONFIDENCE, final_table, finalists, round_robin, run_record
-from quantcraft_dagster.judge.judging import INFRASTRUCTURE_RETRIES, InfrastructureError, judge_binary
-from quantcraft_dagster.lifecycle import JUDGING_POOL
+from quantcraft_dagster.judge.judging import (
+    INFRASTRUCTURE_RETRIES,
+    InfrastructureError,
+    infrastructure_retry_wait_s,
+    judge_binary,
+)
+from quantcraft_dagster.lifecycle import JUDGING_POOL, WAITING_REASON
 from resources import BucketResource, ContestResource, JudgingResource, SandboxResource, ScoringResource
 
 
@@ -105,11 +111,13 @@ def final_standings(
 
 def _judge(context: dg.AssetExecutionContext, path: Path, placed, sandbox: SandboxResource, bundles) -> dict:
     """One finals judging's public verdict; the judge's own failures are retried here, one judging
-    at a time (as often as a judging run retries one), so a hiccup of the host does not throw away
-    the judgings already made; then the finals give up, never ranking a finalist on fewer
-    judgings than the others."""
+    at a time, as a judging run retries one (as often, after the same waits), so a hiccup of the
+    host does not throw away the judgings already made; then the finals stop, never ranking a
+    finalist on fewer judgings than the others, and say they wait for a quiet judge."""
     failures: list[str] = []
     while len(failures) <= INFRASTRUCTURE_RETRIES:
+        if failures:
+            time.sleep(infrastructure_retry_wait_s(len(failures) - 1))
         try:
             result = judge_binary(path, placed, sandbox=sandbox.sandbox(placed), bundles=bundles)
         except InfrastructureError as exc:
@@ -117,7 +125,10 @@ def _judge(context: dg.AssetExecutionContext, path: Path, placed, sandbox: Sandb
             failures.append(str(exc))
         else:
             return result.verdict.to_obj(private=False)
-    raise dg.Failure(f"the finals could not judge {path.name}: {failures[-1]}")
+    raise dg.Failure(
+        f"the finals are {WAITING_REASON}: {path.name} could not be judged ({failures[-1]}); run them"
+        " again once the judging slots calibrate clean"
+    )
 
 
 finals_job = dg.define_asset_job(

@@ -27,7 +27,13 @@ from quantcraft_dagster.judge.judging import (
     infrastructure_retry_wait_s,
     judge_binary,
 )
-from quantcraft_dagster.lifecycle import JUDGING_POOL, LIFECYCLE_ASSET, SLOT_METADATA
+from quantcraft_dagster.lifecycle import (
+    JUDGING_POOL,
+    LIFECYCLE_ASSET,
+    SLOT_METADATA,
+    WAITING,
+    WAITING_REASON,
+)
 from resources import (
     BucketResource,
     ContestResource,
@@ -208,11 +214,15 @@ def judging(
                     )
                     result = judge_binary(path, placed, progress, sandbox.sandbox(placed), bundles)
             except InfrastructureError as exc:
-                retries = INFRASTRUCTURE_RETRIES
-                wait_s = infrastructure_retry_wait_s(context.retry_number)
-                then = f"will retry in {wait_s} s" if context.retry_number < retries else "no retry left"
-                context.log.error(f"judge infrastructure failure, {then}: {exc}")
-                raise dg.RetryRequested(max_retries=retries, seconds_to_wait=wait_s) from exc
+                if context.retry_number < INFRASTRUCTURE_RETRIES:
+                    wait_s = infrastructure_retry_wait_s(context.retry_number)
+                    context.log.error(f"judge infrastructure failure, will retry in {wait_s} s: {exc}")
+                    retry = dg.RetryRequested(max_retries=INFRASTRUCTURE_RETRIES, seconds_to_wait=wait_s)
+                    raise retry from exc
+                # Never a verdict, never dropped: it waits for its slot to calibrate clean.
+                reason = f"{WAITING_REASON}: {exc}"
+                stage(context, WAITING, reason=reason, **({SLOT_METADATA: slot} if slot else {}))
+                raise dg.Failure(description=reason, allow_retries=False) from exc
         result.verdict.calibration = slot_health(calibration, slot)
         verdict = result.verdict.to_obj()
         columns = result.telemetry.columns

@@ -313,17 +313,23 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def wait_terminal(expected: int, timeout: float) -> dict:
-    """Poll the instance until ``expected`` submissions are terminal (or the timeout)."""
-    from .lifecycle import TERMINAL
+def wait_settled(expected: int, timeout: float) -> dict:
+    """Poll the instance until ``expected`` submissions are settled: judged, failed, or waiting
+    for a quiet judge (or the timeout). One instance and one read model, which applies only the
+    events written since its last poll: this process shares the judge's CPUs."""
+    from dagster import DagsterInstance
+
+    from . import lifecycle, services
 
     deadline = time.monotonic() + timeout
-    while True:
-        states, _ = _status_rows()
-        done = {p: s for p, s in states.items() if s.stage in TERMINAL and s.score}
-        if len(done) >= expected or time.monotonic() > deadline:
-            return states
-        time.sleep(3)
+    with DagsterInstance.from_config(str(services.dagster_home())) as instance:
+        model = lifecycle.ReadModel(instance)
+        while True:
+            model.poll()
+            settled = [s for s in model.states.values() if lifecycle.settled(s)]
+            if len(settled) >= expected or time.monotonic() > deadline:
+                return model.states
+            time.sleep(3)
 
 
 DEMO_ENGINES = (("alice", "engine"), ("bob", "never_cancel"), ("carol", "lifo_priority"))
@@ -350,7 +356,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
                 for contestant, variant in DEMO_ENGINES:
                     print(submit(contestant, build / variant, f"{variant}-engine"))
                 print(f"judging the example engines ({settings.current().profile} profile)...")
-                states = wait_terminal(before + len(DEMO_ENGINES), timeout=args.timeout)
+                states = wait_settled(before + len(DEMO_ENGINES), timeout=args.timeout)
                 _print_status(states, _status_rows()[1], svc.url)
                 if args.exit:
                     return 0

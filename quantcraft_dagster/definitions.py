@@ -21,6 +21,7 @@ from assets.finals import final_standings, finals_job
 from assets.standings import standings
 from assets.submission import correctness, judging, metrics, score, submission_binary, submissions
 from assets.traces import expected_reports, finals_expected_reports, finals_trace, official_trace
+from assets.waiting import no_judging_waiting
 from quantcraft_dagster.lifecycle import JOB_NAME, LIFECYCLE_ASSET
 from quantcraft_dagster.settings import ENV, current
 from resources import (
@@ -33,6 +34,7 @@ from resources import (
 )
 from resources.io_manager import BucketJSONIOManager, ParquetIOManager, TraceIOManager
 from sensors import REJECTED_UPLOADS, build_standings_sensor, build_submission_sensor
+from sensors.requeue import build_requeue_sensor
 
 configured = current()
 bucket = BucketResource.from_settings(configured)
@@ -74,13 +76,14 @@ defs = dg.Definitions(
         dg.AssetSpec(LIFECYCLE_ASSET, description="Lifecycle of each submission (observations only)"),
         dg.AssetSpec(REJECTED_UPLOADS, description="Uploads whose key is not submissions/<id>/<file>"),
     ],
-    asset_checks=[calibration_in_band],
+    asset_checks=[calibration_in_band, no_judging_waiting],
     jobs=[judge_job, standings_job, calibration_job, finals_job],
     schedules=[calibration_schedule],
     sensors=[
         build_submission_sensor(judge_job),
         build_standings_sensor(standings_job),
         calibration_every_n_judgings,
+        build_requeue_sensor(judge_job, calibration_job),
     ],
     resources={
         "bucket": bucket,

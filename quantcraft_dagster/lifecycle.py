@@ -1,7 +1,8 @@
 """The one read model of a submission's lifecycle, read back from the Dagster instance by cursor.
 
 Written by the assets as observations of ``submission_lifecycle`` (queued → deploying → running
-phase A/B/C → validating → finished | failed | rejected), ``score`` and ``metrics``
+phase A/B/C → validating → finished | failed | rejected, or waiting for a quiet judge → queued
+again), ``score`` and ``metrics``
 materializations, and by Dagster itself as run-failure events. ``quantcraft status`` reads it once;
 the leaderboard keeps one and polls it, so both show the same stage — including ``failed`` for a
 judging run that died without a score (a judge-infrastructure failure).
@@ -42,6 +43,11 @@ PENDING_STATUSES = [
     dg.DagsterRunStatus.STARTED,
 ]
 INFRASTRUCTURE_FAILURE = "the judging run failed (infrastructure); see the run's logs"
+# A judging the judge could not vouch for after its retries (the host was busy, never the engine's
+# doing): not a verdict. It waits, visibly, and is queued again once its slot calibrates clean
+# (``sensors.requeue``); never dropped.
+WAITING = "waiting"
+WAITING_REASON = "waiting for a quiet judge"
 PAGE = 1000
 
 # What a poll saw change for a submission.
@@ -68,7 +74,7 @@ class SubmissionState:
         return str((self.score or self.detail).get("reason") or "")
 
 
-def _metadata(record) -> dict[str, Any]:
+def metadata_of(record) -> dict[str, Any]:
     event = record.asset_materialization or record.asset_observation
     return {k: v.value for k, v in (event.metadata or {}).items()}
 
@@ -121,7 +127,7 @@ class ReadModel:
         return self.states.setdefault(partition, SubmissionState(partition))
 
     def _apply(self, name: str, record) -> SubmissionState:
-        state, meta = self._state(record.partition_key), _metadata(record)
+        state, meta = self._state(record.partition_key), metadata_of(record)
         if name == STAGE:
             state.stage, state.detail = meta.pop("stage", state.stage), meta
         elif name == SCORE:
@@ -140,9 +146,18 @@ class ReadModel:
         state = self._state(partition)
         if state.stage in TERMINAL:
             return None
+        if state.stage == WAITING:  # the run ended as it said it would: it waits
+            state.failed_run = run.run_id
+            return None
         state.stage, state.detail = FAILED, {"reason": INFRASTRUCTURE_FAILURE}
         state.failed_run, state.updated = run.run_id, record.timestamp
         return state
+
+
+def settled(state: SubmissionState) -> bool:
+    """Whether nothing more happens to the submission unless something outside it changes: a
+    verdict or a failure, or a wait for a quiet judge."""
+    return state.stage in TERMINAL or state.stage == WAITING
 
 
 def states(instance: dg.DagsterInstance) -> dict[str, SubmissionState]:
@@ -155,7 +170,7 @@ def states(instance: dg.DagsterInstance) -> dict[str, SubmissionState]:
 def scores(instance: dg.DagsterInstance) -> dict[str, dict[str, Any]]:
     """Latest score record per partition."""
     records, _ = _fetch(instance.fetch_materializations, dg.AssetRecordsFilter(asset_key=SCORE_ASSET), None)
-    return {record.partition_key: _metadata(record) for record in records}
+    return {record.partition_key: metadata_of(record) for record in records}
 
 
 @dataclass(slots=True)

@@ -65,7 +65,7 @@ def out_of_band(calibration: dict[str, Any], band: CalibrationBand) -> list[str]
     ]
     problems = []
     for name, bound, side in limits:
-        value = calibration[name]
+        value = calibration.get(name)
         if value is None or (value > bound if side == "above" else value < bound):
             problems.append(f"{name} {value} {side} the band's {bound}")
     return problems

@@ -37,8 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from quantcraft_dagster import settings  # noqa: E402
-from quantcraft_dagster.judge.docker_sandbox import DockerSandbox  # noqa: E402
-from quantcraft_dagster.judge.judging import JudgeConfig, judge_binary  # noqa: E402
+from quantcraft_dagster.judge.judging import JudgeConfig, docker_sandbox, judge_binary  # noqa: E402
 from quantcraft_dagster.judge.sandbox import BubblewrapSandbox, Sandbox  # noqa: E402
 
 ENGINE = ROOT / "examples" / "engines" / "build" / "engine"
@@ -91,7 +90,7 @@ class RunContainer:
 def sandboxes(config: JudgeConfig) -> dict[str, Sandbox]:
     return {
         "bubblewrap": BubblewrapSandbox(config.sandbox_limits()),
-        "docker": DockerSandbox.for_config(config, settings.current().sandbox_image),
+        "docker": docker_sandbox(config, settings.current().sandbox_image),
     }
 
 

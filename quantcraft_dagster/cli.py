@@ -121,9 +121,9 @@ def _cmd_judge(args: argparse.Namespace) -> int:
         )
         sandbox = None  # judge_binary's default: bubblewrap
         if args.sandbox == "docker":
-            from .judge.docker_sandbox import DockerSandbox
+            from .judge.judging import docker_sandbox
 
-            sandbox = DockerSandbox.for_config(config, configured.sandbox_image)
+            sandbox = docker_sandbox(config, configured.sandbox_image)
         try:
             for i in range(args.repeat):
                 if args.repeat > 1 and show:

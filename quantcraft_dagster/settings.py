@@ -4,7 +4,7 @@ defaulted and explained once, here.
 ``current()`` reads the environment at each call, not once at import: the sensor and the upload
 API follow an organiser's change (an upload limit lifted) as soon as their processes see it, and
 a test sets a variable without reloading modules. Nothing else in the project reads
-``os.environ`` for a setting; the README's table of settings is ``markdown_table()``'s output
+``os.environ`` for a setting; the table of settings in docs/pipeline.md is ``markdown_table()``'s output
 (``python -m quantcraft_dagster.settings``), and a test keeps the two equal.
 
 Dagster resources take secrets as ``dg.EnvVar(ENV[...])`` instead (resolved at run time, never
@@ -38,7 +38,7 @@ def _path(text: str) -> Path:
 @dataclass(frozen=True, slots=True)
 class Setting:
     """Where a setting comes from and what it means. ``default`` may be a function of the
-    settings read before it; ``shown`` is the default as the README states it, when computed."""
+    settings read before it; ``shown`` is the default as docs/pipeline.md states it, when computed."""
 
     env: str
     default: Any

@@ -14,8 +14,7 @@ from quantcraft_dagster.core import trace
 from quantcraft_dagster.core.scoring import RankingConfig, ScoringConfig
 from quantcraft_dagster.core.trial import ValidityConfig
 from quantcraft_dagster.judge.cpus import split_cpus
-from quantcraft_dagster.judge.docker_sandbox import DockerSandbox
-from quantcraft_dagster.judge.judging import JudgeConfig
+from quantcraft_dagster.judge.judging import JudgeConfig, docker_sandbox
 from quantcraft_dagster.judge.sandbox import BubblewrapSandbox, Sandbox
 from quantcraft_dagster.judge.slots import Slot, host_of, host_slots, slot_key, take_slot
 from quantcraft_dagster.settings import ENV, Settings
@@ -110,7 +109,7 @@ class SandboxResource(dg.ConfigurableResource):
 
     def sandbox(self, config: JudgeConfig) -> Sandbox:
         if self.backend == "docker":
-            return DockerSandbox.for_config(config, self.docker_image, self._run_id)
+            return docker_sandbox(config, self.docker_image, self._run_id)
         if self.backend == "bubblewrap":
             return BubblewrapSandbox(config.sandbox_limits())
         raise dg.Failure(f"unknown sandbox backend {self.backend!r}: use 'bubblewrap' or 'docker'")

@@ -93,9 +93,10 @@ def account(
     for frame in frames:
         conn = conns[frame.conn]
         conn.advance_to(frame.recv_ns)
-        seq, report = _answered_seq(out, conn, frame, seq_of, conn_of, sent_ns)
-        if seq is None:
+        answered, report = _answered_seq(out, conn, frame, seq_of, conn_of, sent_ns)
+        if answered is None:
             continue
+        seq = answered
         recv[seq] = frame.recv_ns
         out.received[seq] = report
         seqs = conn.seqs

@@ -142,10 +142,11 @@ class ReferenceEngine:
                 book.in_heap.add(key)
                 heapq.heappush(heap, key)
         queue.append(record)
-        self.resting[order.order_id] = (order.symbol, order.side, price, record)
+        self.resting[order.order_id] = (order.symbol, order.side or "", price, record)
 
     def _cancel(self, order: Order) -> Report:
-        entry = self.resting.get(order.target_order_id or "")
+        target = order.target_order_id or ""
+        entry = self.resting.get(target)
         if entry is None or entry[0] != order.symbol:
             return Report(order.order_id, REJECTED)
         symbol, side, price, record = entry
@@ -155,7 +156,7 @@ class ReferenceEngine:
         queue.remove(record)
         if not queue:
             del levels[price]  # its heap key is dropped lazily
-        del self.resting[order.target_order_id]
+        del self.resting[target]
         return Report(order.order_id, CANCELLED)
 
     def l2(self) -> dict[str, tuple[Level, Level]]:

@@ -119,11 +119,16 @@ def phase_metrics(
         return PhaseMetrics(0, 0, 0, 0, None, None, None, None, None, 0.0)
     series = latency_series(intended_ns, sent_ns, recv_ns)
     vouched = ~disturbed if disturbed is not None else np.ones(n, dtype=bool)
-    p50 = p90 = p99 = p999 = service_p99 = None  # nothing to vouch for: such a trial never counts
+    # nothing to vouch for: such a trial never counts
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    p999: float | None = None
+    service_p99: float | None = None
     if vouched.any():
         p50, p90, p99, p999 = nearest_rank(series["corrected"][vouched], PERCENTILES)
         service_p99 = nearest_rank(series["service"][vouched], (99.0,))[0]
-    rate = 0.0  # a phase that ran but got nothing back measured zero, not "missing"
+    rate: float | None = 0.0  # a phase that ran but got nothing back measured zero, not "missing"
     if answered:
         span_ns = int(recv_ns[answered_mask].max()) - int(intended_ns.min())
         if disturbed is None and interference is not None:

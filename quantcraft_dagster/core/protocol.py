@@ -140,7 +140,9 @@ def decode_report(frame: bytes | str) -> Report:
     try:
         obj = orjson.loads(frame)
     except orjson.JSONDecodeError as exc:
-        raise ProtocolError(f"invalid JSON: {bytes(frame[:80])!r}") from exc
+        head = frame[:80]
+        shown = head.encode() if isinstance(head, str) else bytes(head)
+        raise ProtocolError(f"invalid JSON: {shown!r}") from exc
     return report_from_obj(obj)
 
 

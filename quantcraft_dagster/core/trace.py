@@ -1,8 +1,9 @@
 """Deterministic order traces: same profile and phase give the same bytes on any machine.
 
-Generation follows the seed's rules (DESIGN.md, Data flow 1) and runs the reference engine in
-lock-step, so a CANCEL targets an order that really rests at that moment; a small share targets
-an order that is gone, to exercise REJECTED.
+Generation follows the seed's rules (phase A: 50,000 orders, seed 42, 50 % LIMIT / 35 % MARKET /
+15 % CANCEL, price N(100, 2) rounded to 0.01, quantity log-uniform in [1, 1000]; the profiles
+below) and runs the reference engine in lock-step, so a CANCEL targets an order that really rests
+at that moment; a small share targets an order that is gone, to exercise REJECTED.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ not invalid, since running it again cannot help; that trial is *client-limited*,
 a lower bound on the engine's ("≥"), which the verdict says.
 
 Every threshold lives in :class:`ValidityConfig`; the defaults come from measurements on a
-2-core judge host (``bench/fairness_bench.py``; the README states them).
+2-core judge host (``bench/fairness_bench.py``; docs/judging.md states them).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 
@@ -182,17 +183,17 @@ def summarize(trials: list[PhaseMetrics]) -> PhaseMetrics:
     of the median trial by p99, and client-limited when most trials were."""
     if len(trials) == 1:
         return trials[0]
-    summed = {name: sum(getattr(t, name) for t in trials) for name in _SUMMED}
-    medians = {}
+    summed: dict[str, int] = {name: sum(getattr(t, name) for t in trials) for name in _SUMMED}
+    medians: dict[str, float | None] = {}
     for name in _MEDIAN:
         values = [getattr(t, name) for t in trials if getattr(t, name) is not None]
         medians[name] = statistics.median(values) if values else None
     by_p99 = sorted(trials, key=lambda t: math.inf if t.p99_us is None else t.p99_us)
+    figures: dict[str, Any] = {**summed, **medians}
     return replace(
         by_p99[(len(by_p99) - 1) // 2],
-        **summed,
-        **medians,
+        **figures,
         error_rate=summed["errors"] / summed["orders"] if summed["orders"] else 0.0,
         client_limited=sum(t.client_limited for t in trials) * 2 > len(trials),
-        disturbed=None if any(t.disturbed is None for t in trials) else sum(t.disturbed for t in trials),
+        disturbed=None if any(t.disturbed is None for t in trials) else sum(t.disturbed or 0 for t in trials),
     )

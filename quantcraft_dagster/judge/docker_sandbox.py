@@ -48,7 +48,7 @@ from docker.types import LogConfig, Mount, Ulimit
 from .. import settings
 from . import cgroups
 from .cpus import placed
-from .judging import InfrastructureError, JudgeConfig
+from .errors import InfrastructureError
 from .sandbox import LOADGEN_MODULE, STDERR_TAIL_BYTES, EngineExit, SandboxLimits, StderrTail
 
 LABEL = "quantcraft.sandbox"
@@ -134,12 +134,6 @@ class DockerSandbox:
             reap(self.client)
         except DockerException as exc:
             raise InfrastructureError(f"Docker is not reachable: {exc}") from exc
-
-    @classmethod
-    def for_config(cls, config: JudgeConfig, image: str, judging_id: str = "") -> DockerSandbox:
-        """Limits from the judge's config; a sandbox outliving the judge's own deadlines is a leftover."""
-        lifetime = config.health_timeout_s + config.phase_time_limit_s + LIFETIME_MARGIN_S
-        return cls(config.sandbox_limits(), image, lifetime, judging_id, loadgen_cpus=config.loadgen_cpus)
 
     def labels(self, lifetime_s: float | None = None, kind: str = "engine") -> dict[str, str]:
         return {
@@ -415,6 +409,9 @@ class DockerEngine:
 
     def procs_files(self) -> list[str]:
         return []  # the probe finds the engine's processes by its uid
+
+    def pids(self) -> set[int]:
+        return set()  # in the probe's pid namespace, not this judge's: the probe meters them
 
     def _usage(self) -> tuple[int, int]:
         """(CPU ns, peak memory) of the container's cgroup: from its files when this judge sees them,

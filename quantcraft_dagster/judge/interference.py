@@ -68,9 +68,10 @@ def busy_ns(cpus: tuple[int, ...]) -> int:
     cpuidle reports it, else /proc/stat."""
     now = time.monotonic_ns()
     idle = [_idle_ns(c) for c in cpus]
-    if any(i is None for i in idle):
+    known = [i for i in idle if i is not None]
+    if len(known) < len(idle):
         return _stat_busy_ns(cpus)
-    return now * len(cpus) - sum(idle)
+    return now * len(cpus) - sum(known)
 
 
 def run_delay_ns(pids: Iterable[int]) -> int:

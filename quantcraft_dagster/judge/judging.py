@@ -38,16 +38,13 @@ from ..core.verdict import PhaseOutcome, Verdict, decide, rejected
 from . import cpu_weight, interference
 from .cgroups import PlatformGroup
 from .cpus import cleared, placed, split_cpus
+from .errors import InfrastructureError
 from .quiet import quiet_platform
 from .replay import LoadPlan, LoadResult
 from .sandbox import BubblewrapSandbox, EngineExit, LoadgenRun, RunningEngine, Sandbox, SandboxLimits
 
 Progress = Callable[[str, int, int, str], None]
 """(phase, orders answered, orders in phase, note)."""
-
-
-class InfrastructureError(RuntimeError):
-    """The judge itself failed (not the engine): safe to retry the judging."""
 
 
 INFRASTRUCTURE_RETRIES = 2
@@ -93,6 +90,16 @@ class JudgeConfig:
         return SandboxLimits(memory_bytes=self.memory_bytes, pids=self.pids, cpus=self.engine_cpus)
 
 
+def docker_sandbox(config: JudgeConfig, image: str, judging_id: str = "") -> Sandbox:
+    """The Docker backend with this config's limits; a sandbox outliving the judge's own deadlines
+    is a leftover (reaped by the next judging)."""
+    from .docker_sandbox import LIFETIME_MARGIN_S, DockerSandbox  # the Docker SDK where Docker judges
+
+    lifetime = config.health_timeout_s + config.phase_time_limit_s + LIFETIME_MARGIN_S
+    limits = config.sandbox_limits()
+    return DockerSandbox(limits, image, lifetime, judging_id, loadgen_cpus=config.loadgen_cpus)
+
+
 def cache_dir() -> Path:
     return settings.current().cache
 
@@ -101,7 +108,7 @@ def _bundle_key(spec: trace.PhaseSpec) -> str:
     """Changes whenever the spec or any rule that shapes traces or answers changes."""
     digest = hashlib.sha256(repr(spec).encode())
     for module in (trace, book, protocol):
-        digest.update(Path(module.__file__).read_bytes())
+        digest.update(Path(module.__file__ or "").read_bytes())
     return digest.hexdigest()[:20]
 
 
@@ -138,13 +145,19 @@ def public_bundles(profile: str) -> dict[str, PhaseBundle]:
 def official_bundle(spec: trace.PhaseSpec, orders: list[bytes], answers: list[bytes]) -> PhaseBundle:
     """A phase from the official trace and expected-reports assets' values. Never cached on disk:
     every judging has its own trace, so a cache would only grow and never hit (assembling is
-    about 1.5 s of a standard judging: README, "Official traces")."""
+    about 1.5 s of a standard judging: docs/official-traces.md)."""
     if len(orders) != spec.orders:
         raise ValueError(
             f"the stored phase {spec.phase} trace has {len(orders):,} orders, the profile {spec.orders:,}:"
             " re-materialise the trace assets for this profile"
         )
     return assemble(spec, orders, answers, "official")
+
+
+TELEMETRY_COLUMNS = (
+    "phase", "trial", "connection", "seq", "order_id", "intended_ns", "sent_ns", "recv_ns", "status", "exact",
+    "disturbed",
+)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -182,12 +195,6 @@ class Telemetry:
         return pd.DataFrame(self.columns)
 
 
-TELEMETRY_COLUMNS = (
-    "phase", "trial", "connection", "seq", "order_id", "intended_ns", "sent_ns", "recv_ns", "status", "exact",
-    "disturbed",
-)  # fmt: skip
-
-
 @dataclass(slots=True)
 class JudgeResult:
     verdict: Verdict
@@ -219,13 +226,13 @@ def judge_binary(
     except Rejected as exc:
         return JudgeResult(rejected(str(exc)), Telemetry())
     bundles = bundles or public_bundles(config.profile)
-    sandbox = sandbox or BubblewrapSandbox(config.sandbox_limits())
+    box: Sandbox = sandbox or BubblewrapSandbox(config.sandbox_limits())
     cpu_weight.place(cpu_weight.JUDGES)  # this process and its load generators outweigh the host's work
     try:
         with placed(config.loadgen_cpus, every_thread=True):  # the judge stays off the engine's CPUs
-            result = _Judging(binary, config, sandbox, bundles, progress).run()
+            result = _Judging(binary, config, box, bundles, progress).run()
     finally:
-        sandbox.close()  # the judging's engines are stopped: what they shared goes
+        box.close()  # the judging's engines are stopped: what they shared goes
     verdict = result.verdict
     verdict.binary = {"size": info.size, "sha256": info.sha256, "linkage": info.linkage}
     verdict.engine_cpus = len(config.engine_cpus)
@@ -488,7 +495,7 @@ def run_phase(
                     if timed and engine.meter_uid is None
                     else None
                 )
-                if timed and meter is None:
+                if timed and engine.meter_uid is not None:
                     plan.meter = (config.engine_cpus, engine.meter_uid)
                 elif timed:
                     plan.engine_procs = engine.procs_files()

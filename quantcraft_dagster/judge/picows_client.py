@@ -60,7 +60,7 @@ class _Conn(WSListener):
         self.answered = 0  # data frames received: each frees one slot of the window
         self.failure: str | None = None
         self.transport: WSTransport | None = None
-        self.raw = None
+        self.raw: asyncio.Transport | None = None
 
     @property
     def finished(self) -> bool:
@@ -82,6 +82,7 @@ class _Conn(WSListener):
             self._send(self.n_sent + 1, now)
 
     def _send(self, end: int, now: int) -> None:
+        assert self.raw is not None  # only called once connected
         start = self.n_sent
         sent = self.phase.sent
         for seq in self.seqs[start:end]:
@@ -132,8 +133,8 @@ async def _run(plan: LoadPlan, progress: bool, watch: StallWatch | None) -> _Pha
     phase.watch = watch if plan.rate else None
     frames = masked_text_frames(plan.payloads, seed=len(plan.payloads))
     owned: list[list[int]] = [[] for _ in range(plan.connections)]
-    for seq, conn in enumerate(plan.conn_of):
-        owned[conn].append(seq)
+    for seq, index in enumerate(plan.conn_of):
+        owned[index].append(seq)
     phase.conns = [_Conn(phase, i, seqs, [frames[s] for s in seqs]) for i, seqs in enumerate(owned)]
     url = f"ws://{HOST}:{plan.port}/ws/orders"
     for conn in phase.conns:

@@ -49,5 +49,6 @@ def quiet_platform(group: PlatformGroup | None, max_s: float) -> Iterator[None]:
         path.write_text(frozen)
         yield
     finally:
-        guard.stdin.close()
+        if guard.stdin is not None:
+            guard.stdin.close()
         guard.wait()

@@ -91,7 +91,8 @@ class LoadgenRun(Protocol):
     an engine's network namespace: its progress lines on ``stdout``, the result at RESULT once
     :meth:`wait` returned 0."""
 
-    stdout: Iterable[str]
+    @property
+    def stdout(self) -> Iterable[str]: ...
 
     def poll(self) -> int | None: ...
 
@@ -150,7 +151,8 @@ class RunningEngine(Protocol):
         ...
 
     def pids(self) -> set[int]:
-        """The engine's processes (host pids)."""
+        """The engine's processes as host pids; empty where the judge cannot see them (an engine
+        metered by ``meter_uid`` instead)."""
         ...
 
     def procs_files(self) -> list[str]:

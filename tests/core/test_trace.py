@@ -76,7 +76,7 @@ def _workload(spec) -> Counter:
 
 
 def test_different_official_traces_make_a_correct_engine_do_the_same_work():
-    """The statistical argument for per-judging traces (README, "Official traces"): traces of this
+    """The statistical argument for per-judging traces (docs/official-traces.md): traces of this
     size drawn from one profile differ by a few per cent in every count of work an engine does
     (measured on five: under 3 % apart), well inside the run-to-run noise of the
     judge's timings, so which trace a judging draws does not move the correct engine's score."""

@@ -58,7 +58,7 @@ def _spread(values: list[float]) -> float:
 
 @pytest.mark.slow
 def test_a_correct_engine_scores_the_same_on_different_official_traces_as_on_one(engines):
-    """The statistical claim behind per-judging traces (README, "Official traces"): 5 different
+    """The statistical claim behind per-judging traces (docs/official-traces.md): 5 different
     official traces score the correct engine no more apart than 5 judgings of one trace.
 
     Interleaved (one, other, one, other …) so the host's drift falls on both sets alike.
@@ -66,7 +66,7 @@ def test_a_correct_engine_scores_the_same_on_different_official_traces_as_on_one
     0. Latency and throughput are printed, not asserted: on this 2-core VM the spread of 5
     judgings of one trace is itself milliseconds of scheduling noise, and comparing two such
     spreads of 5 would fail by chance; the workload that would make traces differ in speed is
-    asserted exactly instead (tests/core/test_trace.py), and the figures below are in the README.
+    asserted exactly instead (tests/core/test_trace.py), and the figures below are in docs/official-traces.md.
     """
     one = official_bundles("quick", SECRET, "same-trace")
     same, different = [], []

@@ -21,7 +21,8 @@ from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 from assets.partitions import judge_slots
 from quantcraft_dagster import settings
 from quantcraft_dagster.core.calibration import CalibrationBand, figures, out_of_band
-from quantcraft_dagster.judge.judging import InfrastructureError, judge_binary
+from quantcraft_dagster.judge.errors import InfrastructureError
+from quantcraft_dagster.judge.judging import judge_binary
 from quantcraft_dagster.judge.slots import host_of
 from quantcraft_dagster.lifecycle import JUDGING_POOL, SLOT_METADATA, VERDICT_ASSET
 from resources import JudgingResource, SandboxResource, ScoringResource

@@ -16,16 +16,16 @@ from typing import Any
 import dagster as dg
 import orjson
 
-from assets.standings import STANDINGS_KEY, standings
+from assets.standings import standings
 from assets.traces import finals_expected_reports, finals_trace, official_bundles
 from quantcraft_dagster.core import keys
 from quantcraft_dagster.core.finals import CONFIDENCE, final_table, finalists, round_robin, run_record
-from quantcraft_dagster.judge.judging import (
+from quantcraft_dagster.judge.errors import (
     INFRASTRUCTURE_RETRIES,
     InfrastructureError,
     infrastructure_retry_wait_s,
-    judge_binary,
 )
+from quantcraft_dagster.judge.judging import judge_binary
 from quantcraft_dagster.lifecycle import JUDGING_POOL, WAITING_REASON
 from resources import BucketResource, ContestResource, JudgingResource, SandboxResource, ScoringResource
 
@@ -60,7 +60,7 @@ def final_standings(
     only public figures go into the value the leaderboard shows.
     """
     client = bucket.client()
-    table = orjson.loads(client.get_bytes(STANDINGS_KEY))
+    table = orjson.loads(client.get_bytes(keys.STANDINGS))
     chosen = finalists(table, config.top)
     if not chosen:
         raise dg.Failure("no contestant on the standings yet: nothing to re-judge")

@@ -4,10 +4,9 @@ import dagster as dg
 import orjson
 
 from quantcraft_dagster import lifecycle
+from quantcraft_dagster.core import keys
 from quantcraft_dagster.core.standings import rank
 from resources import BucketResource, ScoringResource
-
-STANDINGS_KEY = "standings.json"
 
 
 @dg.asset(group_name="standings", deps=[lifecycle.SCORE_ASSET], kinds={"json"})
@@ -21,7 +20,7 @@ def standings(
         {"rank": s.rank, "tied": s.tied, "contestant": s.contestant, "submissions": s.submissions, **s.best}
         for s in table
     ]
-    bucket.client().put_bytes(STANDINGS_KEY, orjson.dumps(rows))
+    bucket.client().put_bytes(keys.STANDINGS, orjson.dumps(rows))
     top = "\n".join(
         f"| {'=' if r['tied'] else ''}{r['rank']} | {r['contestant']} | {r['final']:.2f} | {r['partition']} |"
         for r in rows[:10]

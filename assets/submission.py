@@ -18,15 +18,15 @@ from assets.traces import official_bundles
 from quantcraft_dagster.core import keys, trace
 from quantcraft_dagster.core.binary import Rejected, check_size, validate
 from quantcraft_dagster.core.metrics import latency_curves, phase_metrics, with_judge_figures
+from quantcraft_dagster.core.telemetry import TELEMETRY_COLUMNS, TELEMETRY_SCHEMA
 from quantcraft_dagster.core.trial import summarize
-from quantcraft_dagster.core.verdict import rejected
-from quantcraft_dagster.judge.judging import (
+from quantcraft_dagster.core.verdict import fully_correct, rejected
+from quantcraft_dagster.judge.errors import (
     INFRASTRUCTURE_RETRIES,
-    TELEMETRY_COLUMNS,
     InfrastructureError,
     infrastructure_retry_wait_s,
-    judge_binary,
 )
+from quantcraft_dagster.judge.judging import judge_binary
 from quantcraft_dagster.lifecycle import (
     JUDGING_POOL,
     LIFECYCLE_ASSET,
@@ -111,24 +111,6 @@ def submission_binary(context: dg.AssetExecutionContext, bucket: BucketResource)
     yield dg.AssetCheckResult(
         check_name="binary_valid", passed=value["valid"], metadata={"reason": value["reason"]}
     )
-
-
-TELEMETRY_SCHEMA = pa.schema(
-    [
-        ("phase", pa.string()),
-        ("trial", pa.int8()),
-        ("connection", pa.int16()),
-        ("seq", pa.int32()),
-        ("order_id", pa.string()),
-        ("intended_ns", pa.int64()),
-        ("sent_ns", pa.int64()),
-        ("recv_ns", pa.int64()),
-        ("status", pa.string()),
-        ("exact", pa.bool_()),
-        ("disturbed", pa.bool_()),
-    ]
-)
-assert tuple(TELEMETRY_SCHEMA.names) == TELEMETRY_COLUMNS
 
 
 def slot_health(calibrations: LazyPartitions, slot: str) -> dict:
@@ -325,7 +307,7 @@ def correctness(
     first = value["divergences"][0] if value["divergences"] else None
     yield dg.AssetCheckResult(
         check_name="correctness_100",
-        passed=orders > 0 and exact == orders,
+        passed=fully_correct(exact, orders),
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"exact": exact, "orders": orders, "first_divergence": str(first)[:500] if first else ""},
     )
@@ -360,7 +342,7 @@ def score(
         "traces": verdict.get("traces"),
         **{k: verdict_scores.get(k, 0.0) for k in ("latency", "throughput", "correctness", "final")},
         "final_range": verdict.get("scores_range", {}).get("final"),
-        "fully_correct": correctness["orders"] > 0 and correctness["exact"] == correctness["orders"],
+        "fully_correct": fully_correct(correctness["exact"], correctness["orders"]),
         "p99_us": metrics.get("C", {}).get("p99_us"),
         "orders_per_s": metrics.get("B", {}).get("orders_per_s"),
         "client_limited": engine_b.get("client_limited", False),

@@ -21,7 +21,7 @@ import orjson
 from assets.partitions import submissions
 from quantcraft_dagster.core import trace
 from quantcraft_dagster.core.bundle import PhaseBundle, answer_lines, trace_id, trace_lines, version
-from quantcraft_dagster.judge.judging import official_bundle
+from quantcraft_dagster.judge.bundles import official_bundle
 from resources import ContestResource, JudgingResource
 
 Lines = dict[str, list[bytes]]

@@ -36,7 +36,8 @@ SLOTS_PER_HOST = (1, 4, 8)  # 4, 16 and 32 cores at 4 CPUs per slot
 
 def bare_rate(profile: str, count: int, validity: ValidityConfig) -> float:
     """Judgings per hour of the judge alone on this slot."""
-    from quantcraft_dagster.judge.judging import JudgeConfig, judge_binary
+    from quantcraft_dagster.judge.config import JudgeConfig
+    from quantcraft_dagster.judge.judging import judge_binary
 
     config = JudgeConfig(profile=profile, validity=validity)
     engine = ROOT / "examples" / "engines" / "build" / "engine"

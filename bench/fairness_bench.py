@@ -34,7 +34,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from quantcraft_dagster.core.trial import ValidityConfig  # noqa: E402
-from quantcraft_dagster.judge.judging import InfrastructureError, JudgeConfig, judge_binary  # noqa: E402
+from quantcraft_dagster.judge.config import JudgeConfig  # noqa: E402
+from quantcraft_dagster.judge.errors import InfrastructureError  # noqa: E402
+from quantcraft_dagster.judge.judging import judge_binary  # noqa: E402
 
 ENGINES = ROOT / "examples" / "engines" / "build"
 

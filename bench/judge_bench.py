@@ -28,13 +28,10 @@ sys.path.insert(0, str(ROOT))
 
 from quantcraft_dagster.core.book import expected_reports  # noqa: E402
 from quantcraft_dagster.core.metrics import nearest_rank  # noqa: E402
-from quantcraft_dagster.judge.judging import (  # noqa: E402
-    JudgeConfig,
-    judge_binary,
-    phase_bundle,
-    phase_outcome,
-    run_phase,
-)
+from quantcraft_dagster.judge.bundles import phase_bundle  # noqa: E402
+from quantcraft_dagster.judge.config import JudgeConfig  # noqa: E402
+from quantcraft_dagster.judge.judging import judge_binary  # noqa: E402
+from quantcraft_dagster.judge.phase_run import phase_outcome, run_phase  # noqa: E402
 from quantcraft_dagster.judge.sandbox import BubblewrapSandbox  # noqa: E402
 
 ENGINES = ROOT / "examples" / "engines" / "build"

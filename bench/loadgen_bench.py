@@ -21,8 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from quantcraft_dagster.judge.bundles import phase_bundle  # noqa: E402
+from quantcraft_dagster.judge.config import JudgeConfig  # noqa: E402
 from quantcraft_dagster.judge.cpus import placed  # noqa: E402
-from quantcraft_dagster.judge.judging import JudgeConfig, phase_bundle, phase_outcome, run_phase  # noqa: E402
+from quantcraft_dagster.judge.phase_run import phase_outcome, run_phase  # noqa: E402
 from quantcraft_dagster.judge.replay import CLIENTS  # noqa: E402
 from quantcraft_dagster.judge.sandbox import BubblewrapSandbox  # noqa: E402
 

@@ -34,7 +34,7 @@ def main() -> None:
     import dagster as dg
 
     from quantcraft_dagster import lifecycle, services
-    from quantcraft_dagster.cli import submit
+    from quantcraft_dagster.cli_stack import submit
     from quantcraft_dagster.judge import cpus
 
     cpus.background()  # this process polls the instance: keep it off the engine's CPU

@@ -37,7 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from quantcraft_dagster import settings  # noqa: E402
-from quantcraft_dagster.judge.judging import JudgeConfig, docker_sandbox, judge_binary  # noqa: E402
+from quantcraft_dagster.judge.config import JudgeConfig  # noqa: E402
+from quantcraft_dagster.judge.judging import docker_sandbox, judge_binary  # noqa: E402
 from quantcraft_dagster.judge.sandbox import BubblewrapSandbox, Sandbox  # noqa: E402
 
 ENGINE = ROOT / "examples" / "engines" / "build" / "engine"

@@ -54,7 +54,7 @@ def main() -> None:
     import dagster as dg
 
     from quantcraft_dagster import services
-    from quantcraft_dagster.cli import submit, wait_settled
+    from quantcraft_dagster.cli_stack import submit, wait_settled
     from quantcraft_dagster.judge import cpu_weight, cpus
 
     cpus.background()
@@ -138,7 +138,8 @@ def report(rows: list[dict], count: int) -> None:
 
 def cli_baseline(profile: str, rows: list[dict]) -> None:
     """The CLI's judging of the C example engine, same bounds, right after the pipeline."""
-    from quantcraft_dagster.judge.judging import JudgeConfig, judge_binary
+    from quantcraft_dagster.judge.config import JudgeConfig
+    from quantcraft_dagster.judge.judging import judge_binary
 
     start = time.monotonic()
     verdict = judge_binary(ENGINES / "engine", JudgeConfig(profile=profile)).verdict

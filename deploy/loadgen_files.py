@@ -26,7 +26,7 @@ from pathlib import Path
 
 from quantcraft_dagster import settings
 from quantcraft_dagster.judge import native_client
-from quantcraft_dagster.judge.judging import phase_bundle
+from quantcraft_dagster.judge.bundles import phase_bundle
 from quantcraft_dagster.judge.replay import LoadPlan
 from quantcraft_dagster.judge.sandbox import LOADGEN_MODULE
 

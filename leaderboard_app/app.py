@@ -30,7 +30,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from quantcraft_dagster import settings
 from quantcraft_dagster.core import keys
 from quantcraft_dagster.core.binary import HEADER_BYTES, MAX_BINARY_BYTES, Rejected, check_header, check_size
-from quantcraft_dagster.core.finals import FINAL_STANDINGS_KEY
 from quantcraft_dagster.core.intake import FILENAME_RE, IntakeCursor, scan
 from quantcraft_dagster.core.limits import Refusal, check
 from quantcraft_dagster.lifecycle import METRICS_ASSET, PARTITIONS, VERDICT_ASSET, Load, judging_load
@@ -73,7 +72,7 @@ def _stored_json(bucket: Bucket, key: str) -> Any:
 
 async def _final_standings(request: Request) -> dict | None:
     """The ``final_standings`` asset's value once the finals have run: the final table."""
-    return await run_in_threadpool(_stored_json, request.app.state.bucket, FINAL_STANDINGS_KEY)
+    return await run_in_threadpool(_stored_json, request.app.state.bucket, keys.FINAL_STANDINGS)
 
 
 async def leaderboard_page(request: Request) -> Response:

@@ -22,7 +22,7 @@ from assets.standings import standings
 from assets.submission import correctness, judging, metrics, score, submission_binary, submissions
 from assets.traces import expected_reports, finals_expected_reports, finals_trace, official_trace
 from assets.waiting import no_judging_waiting
-from quantcraft_dagster.lifecycle import JOB_NAME, LIFECYCLE_ASSET
+from quantcraft_dagster.lifecycle import JOB_NAME, LIFECYCLE_ASSET, RUN_RETRIES
 from quantcraft_dagster.settings import ENV, current
 from resources import (
     BucketResource,
@@ -49,7 +49,7 @@ judge_job = dg.define_asset_job(
     " run phases A/B/C, check, score",
     # Run retries cover a lost run worker; an asset's own failure is never retried this way
     # (the judge asks for a step retry itself, and only for its own infrastructure failures).
-    tags={"dagster/max_retries": "2", "dagster/retry_on_asset_or_op_failure": "false"},
+    tags={"dagster/max_retries": str(RUN_RETRIES), "dagster/retry_on_asset_or_op_failure": "false"},
     # One process per run, not per step: the steps are sequential and a fresh Python per step
     # cost several seconds each (measured in bench/pipeline_bench.py).
     executor_def=dg.in_process_executor,

@@ -26,6 +26,10 @@ VERDICT_ASSET = dg.AssetKey("verdict")  # read by its owner only: it holds priva
 # In a verdict's metadata: the judging slot it was judged on (``judge.slots.slot_key``).
 SLOT_METADATA = "judge_slot"
 JOB_NAME = "judge_submission"
+# Times the judging job's run is started again when its run worker died (a killed container, a
+# lost host): the job's ``dagster/max_retries`` tag, which every Dagster instance file leaves to
+# it. A judge failure is retried inside the run (``judge.errors``); an engine's is a verdict.
+RUN_RETRIES = 1
 # The Dagster pool of every step that judges: its limit is the judging slots of the contest.
 JUDGING_POOL = "judging"
 PARTITIONS = "submissions"

@@ -53,7 +53,6 @@ concurrency:
     granularity: op
 run_retries:
   enabled: true
-  max_retries: 0
 telemetry:
   enabled: false
 """

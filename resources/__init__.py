@@ -10,11 +10,12 @@ import duckdb
 from pydantic import Field, PrivateAttr
 
 from quantcraft_dagster import settings
-from quantcraft_dagster.core import trace
+from quantcraft_dagster.core import protocol, trace
 from quantcraft_dagster.core.scoring import RankingConfig, ScoringConfig
 from quantcraft_dagster.core.trial import ValidityConfig
+from quantcraft_dagster.judge.config import JudgeConfig
 from quantcraft_dagster.judge.cpus import split_cpus
-from quantcraft_dagster.judge.judging import JudgeConfig, docker_sandbox
+from quantcraft_dagster.judge.judging import docker_sandbox
 from quantcraft_dagster.judge.sandbox import BubblewrapSandbox, Sandbox
 from quantcraft_dagster.judge.slots import Slot, host_of, host_slots, slot_key, take_slot
 from quantcraft_dagster.settings import ENV, Settings
@@ -61,8 +62,8 @@ class SandboxResource(dg.ConfigurableResource):
     # bubblewrap (embedded default) or docker (production: QUANTCRAFT_SANDBOX=docker in compose).
     backend: str = Field(default_factory=lambda: settings.current().sandbox)
     docker_image: str = Field(default_factory=lambda: settings.current().sandbox_image)
-    memory_bytes: int = 4 * 2**30
-    pids: int = 256
+    memory_bytes: int = protocol.MEMORY_BYTES
+    pids: int = protocol.PIDS
     engine_cpus: list[int] = Field(default_factory=list)
     loadgen_cpus: list[int] = Field(default_factory=list)
     # The host's judging slots (judge.slots), unless engine_cpus/loadgen_cpus name the only one.
@@ -158,10 +159,10 @@ class JudgingResource(dg.ConfigurableResource):
     """The judging profile and timeouts used for every submission."""
 
     profile: str = "standard"
-    port: int = 8080
-    report_timeout_s: float = 5.0
-    health_timeout_s: float = 30.0
-    phase_time_limit_s: float = 120.0
+    port: int = protocol.PORT
+    report_timeout_s: float = protocol.REPORT_TIMEOUT_S
+    health_timeout_s: float = protocol.HEALTH_TIMEOUT_S
+    phase_time_limit_s: float = protocol.PHASE_TIME_LIMIT_S
     # core.trial.ValidityConfig's bounds: raise them only on a host known to be noisy (tests on a VM)
     max_send_lag_p99_us: float = ValidityConfig().max_send_lag_p99_us
     max_interference: float = ValidityConfig().max_interference

@@ -13,9 +13,9 @@ import orjson
 import pytest
 
 from quantcraft_dagster import lifecycle
-from quantcraft_dagster.cli import _print_finals
+from quantcraft_dagster.cli_stack import print_finals
 from quantcraft_dagster.core import keys
-from quantcraft_dagster.core.finals import FINAL_STANDINGS_KEY
+from quantcraft_dagster.core.keys import FINAL_STANDINGS
 from quantcraft_dagster.storage.bucket import LocalBucket
 
 
@@ -59,7 +59,7 @@ def test_finals_in_process_rank_the_correct_engine_first(engines, tmp_path, caps
     )
     assert out.returncode == 0, out.stderr.decode()[-3000:]
     value = orjson.loads(out.stdout)
-    assert value == orjson.loads(bucket.get_bytes(FINAL_STANDINGS_KEY))
+    assert value == orjson.loads(bucket.get_bytes(FINAL_STANDINGS))
     assert [(r["contestant"], r["rank"], r["fully_correct"]) for r in value["standings"]] == [
         ("alice", 1, True),
         ("carol", 2, False),
@@ -67,7 +67,7 @@ def test_finals_in_process_rank_the_correct_engine_first(engines, tmp_path, caps
     assert value["profile"] == "quick" and value["repeat"] == 2
     with dg.DagsterInstance.from_config(str(home / "dagster")) as instance:
         assert instance.get_latest_materialization_event(dg.AssetKey("final_standings")) is not None
-    _print_finals(value)
+    print_finals(value)
     lines = capsys.readouterr().out.splitlines()
     assert lines[2].split()[:2] == ["1", "alice"] and lines[3].split()[:2] == ["2", "carol"]
     assert lines[3].endswith("(wrong reports)") and not lines[2].endswith("(wrong reports)")

@@ -14,7 +14,7 @@ import pytest
 import assets.submission as submission_assets
 from assets.calibration import calibrate_host, calibration
 from assets.traces import expected_reports, official_trace
-from quantcraft_dagster.judge.judging import InfrastructureError
+from quantcraft_dagster.judge.errors import InfrastructureError
 from resources import (
     BucketResource,
     ContestResource,

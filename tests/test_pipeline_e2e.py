@@ -12,7 +12,7 @@ import httpx2 as httpx
 import pytest
 
 from quantcraft_dagster import lifecycle, services, settings
-from quantcraft_dagster.cli import submit
+from quantcraft_dagster.cli_stack import submit
 
 from .judge.helpers import assert_nothing_left
 

@@ -17,16 +17,15 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from . import keys
 from .scoring import RankingConfig
 from .standings import shared_ranks
+from .verdict import fully_correct
 
 CONFIDENCE = 0.95
 RESAMPLES = 10_000
 SEED = 7  # fixed: the published table must be reproducible from its samples
 # Where the ``final_standings`` asset's value lives (its IO manager's layout): the leaderboard and
 # ``quantcraft finals`` read the final table there.
-FINAL_STANDINGS_KEY = keys.asset_value(("final_standings",), None)
 
 T = TypeVar("T")
 
@@ -153,7 +152,7 @@ def run_record(round_: int, finalist: Mapping[str, Any], verdict: Mapping[str, A
         "status": verdict["status"],
         "reason": verdict["reason"],
         "final": (verdict["scores"] or {}).get("final", 0.0),
-        "fully_correct": orders > 0 and sum(p["exact"] for p in phases.values()) == orders,
+        "fully_correct": fully_correct(sum(p["exact"] for p in phases.values()), orders),
         "cpu_us_per_order": phases.get("B", {}).get("cpu_us_per_order"),
         "trace_id": verdict.get("trace_id"),  # the finals' one set: the same for every judging
     }

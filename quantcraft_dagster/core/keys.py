@@ -11,6 +11,8 @@ Pure naming, no I/O, so it lives in ``core``: the intake rules here in core and 
 | ``assets/<asset>/<partition>.<ext>`` | asset values (JSON, Parquet) | IO managers | assets, leaderboard |
 | ``official/<asset>/<partition>/<phase>.jsonl.zst`` | official traces, answers | IO manager | judging |
 | ``contestants/<name>.json`` | token digests | ``quantcraft contestants add`` | leaderboard |
+| ``standings.json`` | the ranked standings | ``standings`` | finals |
+| ``assets/final_standings/_.json`` | the finals' table | ``final_standings`` | leaderboard, CLI |
 
 A judging's official trace is under its partition, the finals' shared set under ``_``. The
 leaderboard never serves ``official/`` (organiser-held traces and answers) nor ``contestants/``.
@@ -27,6 +29,7 @@ ASSETS = "assets/"
 OFFICIAL = "official/"
 CONTESTANTS = "contestants/"
 UNPARTITIONED = "_"
+STANDINGS = "standings.json"
 
 
 def submission(contestant: str, filename: str = "") -> str:
@@ -55,3 +58,6 @@ def official(asset: Sequence[str], partition: str | None, phase: str) -> str:
 
 def contestant(name: str) -> str:
     return f"{CONTESTANTS}{name}.json"
+
+
+FINAL_STANDINGS = asset_value(("final_standings",), None)

@@ -15,6 +15,17 @@ PRICE_SCALE = 10_000
 MAX_ORDER_ID_LEN = 32
 MAX_FRAME_BYTES = 64 * 1024
 
+# The contract's numbers (docs/protocol.md sections 1, 2 and 6), each spelled here once: the
+# judge's config, the sandboxes, the load generator, the Dagster resources and the CLI read them.
+PORT = 8080
+MEMORY_BYTES = 4 * 2**30  # memory + swap
+TMP_BYTES = 100 * 2**20  # the writable /tmp
+PIDS = 256  # processes and threads
+HEALTH_TIMEOUT_S = 30.0
+HEALTH_INTERVAL_S = 0.1
+REPORT_TIMEOUT_S = 5.0
+PHASE_TIME_LIMIT_S = 120.0  # bounds a crawling engine; a good one needs a few seconds
+
 LIMIT, MARKET, CANCEL = "LIMIT", "MARKET", "CANCEL"
 BUY, SELL = "BUY", "SELL"
 FILLED, RESTING, CANCELLED, REJECTED = "FILLED", "RESTING", "CANCELLED", "REJECTED"

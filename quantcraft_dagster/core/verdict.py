@@ -21,6 +21,12 @@ FINISHED, FAILED, REJECTED = "finished", "failed", "rejected"
 TERMINAL = (FINISHED, FAILED, REJECTED)
 
 
+def fully_correct(exact: int, orders: int) -> bool:
+    """Every report exact: under ``correct_first`` such an engine ranks above every engine with a
+    wrong report (the asset check, the score and the finals all ask this)."""
+    return orders > 0 and exact == orders
+
+
 @dataclass(slots=True)
 class PhaseOutcome:
     """What one run of a phase (phase A, or one trial of B or C) measured and why it failed.

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core import protocol
 from .cpus import parse_cpu_list
 
 ROOT = Path("/sys/fs/cgroup")
@@ -24,8 +25,8 @@ PARENT = "quantcraft"
 
 @dataclass(frozen=True, slots=True)
 class CgroupLimits:
-    memory_bytes: int = 4 * 2**30
-    pids: int = 256
+    memory_bytes: int = protocol.MEMORY_BYTES
+    pids: int = protocol.PIDS
     cpus: tuple[int, ...] = ()
 
 
@@ -35,7 +36,8 @@ def _write(path: Path, value: str) -> None:
 
 # Scheduling weights (``judge.cpu_weight``): the judge's and the engines' groups heaviest, the
 # platform's lightest.
-_HEAVY = {1: ("cpu.shares", "262144"), 2: ("cpu.weight", "10000")}
+MAX_SHARES = 262144  # v1 cpu.shares' largest (Docker's cpu_shares, which it maps on v2)
+_HEAVY = {1: ("cpu.shares", str(MAX_SHARES)), 2: ("cpu.weight", "10000")}
 _LIGHT = {1: ("cpu.shares", "2"), 2: ("cpu.weight", "1")}
 
 
@@ -329,3 +331,50 @@ def remove_orphans(cpus: set[int], root: Path = ROOT) -> list[str]:
         if not any(d.exists() for d in orphan.dirs):
             removed.append(group.name)
     return removed
+
+
+class HostCgroup:
+    """A container's cgroup files, read directly when this judge sees the host's cgroup tree (a
+    judge on the host: ``quantcraft judge``, a worker; a run container in a cgroup namespace of its
+    own does not, and asks the API). Measured: after a container's first stats call, each takes
+    the daemon's 1 s collection interval; two of them per trial doubled the Docker sandbox's
+    judging time over bubblewrap's."""
+
+    def __init__(self, cpu: Path, cpu_field: str | None, peak: Path | None) -> None:
+        self.cpu, self.cpu_field, self.peak = cpu, cpu_field, peak
+
+    @classmethod
+    def of(cls, pid: int, root: Path = ROOT) -> HostCgroup | None:
+        """The cgroup of process ``pid`` (the container's init), or None if its files are not here."""
+        try:
+            return cls.find(Path(f"/proc/{pid}/cgroup").read_text(), root)
+        except OSError:
+            return None
+
+    @classmethod
+    def find(cls, membership: str, root: Path) -> HostCgroup | None:
+        """From a ``/proc/<pid>/cgroup`` text: v2's one hierarchy, or v1's cpuacct and memory (a
+        hybrid host's unified line leads nowhere under ``root`` and is passed over). A path above
+        this judge's cgroup namespace (``/..``) is not visible here."""
+        for line in membership.splitlines():
+            _, controllers, path = line.split(":", 2)
+            where = path.lstrip("/")
+            if controllers == "":
+                group = root / where
+                found = cls(group / "cpu.stat", "usage_usec", group / "memory.peak")
+            elif "cpuacct" in controllers.split(","):
+                cpu = root / "cpuacct" / where / "cpuacct.usage"
+                found = cls(cpu, None, root / "memory" / where / "memory.max_usage_in_bytes")
+            else:
+                continue
+            if found.cpu.is_file() and not path.startswith("/.."):
+                return found
+        return None
+
+    def usage(self) -> tuple[int, int]:
+        if self.cpu_field is None:
+            cpu = int(self.cpu.read_text())
+        else:
+            cpu = read_int_field(self.cpu, self.cpu_field) * 1000
+        peak = int(self.peak.read_text()) if self.peak is not None and self.peak.is_file() else 0
+        return cpu, peak

@@ -31,10 +31,8 @@ the CPUs of the next judging.
 from __future__ import annotations
 
 import contextlib
-import io
 import os
 import re
-import tarfile
 import threading
 import time
 import uuid
@@ -48,8 +46,9 @@ from docker.types import LogConfig, Mount, Ulimit
 from .. import settings
 from . import cgroups
 from .cpus import placed
+from .docker_probe import VOLUME_LIFETIME_S, Probe, ProbeLoadgen, archive
 from .errors import InfrastructureError
-from .sandbox import LOADGEN_MODULE, STDERR_TAIL_BYTES, EngineExit, SandboxLimits, StderrTail
+from .sandbox import EngineExit, SandboxLimits, StderrTail
 
 LABEL = "quantcraft.sandbox"
 JUDGING_LABEL = "quantcraft.judging"
@@ -57,12 +56,6 @@ EXPIRES_LABEL = "quantcraft.expires"
 OWNER_LABEL = "quantcraft.owner"
 # Beyond the judge's own phase bounds: stopping, copying the binary, a slow daemon.
 LIFETIME_MARGIN_S = 120.0
-# A judging's binary volume outlives its engines (one per phase and trial): its expiry bounds the
-# whole judging. It holds a file, no process: a dead host judge's is reaped this late; a dead run
-# container's at once (its owner is gone), a finished judging's when it closes its sandbox.
-VOLUME_LIFETIME_S = 6 * 3600.0
-WORK = "/work"  # the probe's volume: plan in, result out
-MAX_CPU_SHARES = 262144  # the kernel's largest weight (cgroup v1 cpu.shares; Docker maps it on v2)
 
 
 def _own_container_id() -> str:
@@ -168,7 +161,7 @@ class DockerSandbox:
                     mounts=[Mount("/app", name, type="volume")],
                 )  # fmt: skip
                 try:
-                    loader.put_archive("/app", _archive("engine", binary.read_bytes(), 0o555))
+                    loader.put_archive("/app", archive("engine", binary.read_bytes(), 0o555))
                 finally:
                     loader.remove(force=True)
             except BaseException:
@@ -191,134 +184,6 @@ class DockerSandbox:
         for volume in volumes:
             with contextlib.suppress(DockerException):
                 volume.remove(force=True)
-
-
-class Probe:
-    """The container whose network and pid namespaces a judging's engines join, and where the
-    load generator runs (see the module's docstring)."""
-
-    def __init__(self, sandbox: DockerSandbox) -> None:
-        client = sandbox.client
-        labels = sandbox.labels(VOLUME_LIFETIME_S, kind="probe")
-        name = f"qc-probe-{uuid.uuid4().hex[:12]}"
-        self.work = client.volumes.create(f"{name}-work", labels=labels)
-        try:
-            self.container = client.containers.create(
-                sandbox.probe_image,
-                ["python", "-c", "import signal; signal.pause()"],  # holds the namespaces
-                name=name,
-                labels=labels,
-                hostname="engine",
-                user="0:0",
-                network_mode="none",
-                ipc_mode="private",
-                read_only=True,
-                mounts=[Mount(WORK, self.work.name, type="volume")],
-                tmpfs={"/tmp": "size=64m,mode=1777"},
-                cap_drop=["ALL"],
-                cap_add=["SYS_NICE"],
-                security_opt=["no-new-privileges"],
-                pids_limit=64,
-                cpuset_cpus=",".join(map(str, sandbox.loadgen_cpus)) or None,
-                cpu_shares=MAX_CPU_SHARES,  # outweighs the host's work on its CPUs (judge.cpu_weight)
-                init=True,  # PID 1 of the engines' pid namespace: reaps what an engine orphans
-                log_config=LogConfig(type=LogConfig.types.NONE),
-            )
-            self.container.start()
-        except BaseException:
-            with contextlib.suppress(DockerException, AttributeError):
-                self.container.remove(force=True)
-            with contextlib.suppress(DockerException):
-                self.work.remove(force=True)
-            raise
-        self.client = client
-
-
-def _archive(name: str, data: bytes, mode: int) -> bytes:
-    """A tar holding only ``name``: root-owned, with ``mode``."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        info.mode = mode
-        info.mtime = int(time.time())
-        tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-class ProbeLoadgen:
-    """The load generator ``exec``-ed in the probe: the plan copied in, its stdout and stderr
-    demultiplexed from the exec's stream, the result copied out once it exits with 0."""
-
-    def __init__(self, probe: Probe, plan: Path, result: Path) -> None:
-        self.probe, self.result = probe, result
-        probe.container.put_archive(WORK, _archive("plan.pkl", plan.read_bytes(), 0o600))
-        api = probe.client.api
-        argv = ["python", "-m", LOADGEN_MODULE, f"{WORK}/plan.pkl", f"{WORK}/result.pkl"]
-        self._exec = api.exec_create(probe.container.id, argv, stdout=True, stderr=True)["Id"]
-        frames = api.exec_start(self._exec, stream=True, demux=True)
-        out_r, self._out_w = os.pipe()
-        self.stdout = os.fdopen(out_r, "r")
-        self._errors = bytearray()
-        self._killed = False
-        self._done = threading.Event()
-        threading.Thread(target=self._pump, args=(frames,), daemon=True).start()
-
-    def _pump(self, frames) -> None:
-        try:
-            for out, err in frames:
-                if out:
-                    os.write(self._out_w, out)
-                if err:
-                    self._errors += err
-                    del self._errors[:-STDERR_TAIL_BYTES]
-        except (OSError, DockerException) as exc:
-            self._errors += f"\n(the exec's stream broke: {exc})".encode()
-        finally:
-            os.close(self._out_w)
-            self._done.set()
-
-    def poll(self) -> int | None:
-        return self._code() if self._done.is_set() else None
-
-    def _code(self) -> int:
-        if self._killed:
-            return -9
-        code = self.probe.client.api.exec_inspect(self._exec)["ExitCode"]
-        return -1 if code is None else int(code)
-
-    def kill(self) -> None:
-        """SIGKILL every load generator in the probe (root there; the engine's uid is not)."""
-        self._killed = True
-        mine = repr(["-m", LOADGEN_MODULE])
-        script = (
-            "import os\n"
-            "for p in filter(str.isdigit, os.listdir('/proc')):\n"
-            "    try:\n"
-            f"        if open(f'/proc/{{p}}/cmdline', 'rb').read().decode().split(chr(0))[1:3] == {mine}:\n"
-            "            os.kill(int(p), 9)\n"
-            "    except (OSError, IndexError):\n"
-            "        pass\n"
-        )
-        with contextlib.suppress(DockerException):
-            self.probe.container.exec_run(["python", "-c", script])
-
-    def wait(self) -> int:
-        self._done.wait()
-        code = self._code()
-        if code == 0:
-            try:
-                chunks, _ = self.probe.container.get_archive(f"{WORK}/result.pkl")
-                with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as tar:
-                    member = tar.extractfile("result.pkl")
-                    assert member is not None
-                    self.result.write_bytes(member.read())
-            except (DockerException, tarfile.TarError, KeyError) as exc:
-                self._errors += f"\n(its result could not be copied out: {exc})".encode()
-        return code
-
-    def errors(self) -> str:
-        return bytes(self._errors[-2000:]).decode("utf-8", "replace")
 
 
 class DockerEngine:
@@ -358,7 +223,7 @@ class DockerEngine:
             mem_limit=limits.memory_bytes,
             memswap_limit=limits.memory_bytes,
             cpuset_cpus=",".join(map(str, limits.cpus)) or None,
-            cpu_shares=MAX_CPU_SHARES,
+            cpu_shares=cgroups.MAX_SHARES,
             ulimits=ulimits,
             log_config=LogConfig(type=LogConfig.types.NONE),  # output goes to the tail, not to disk
         )
@@ -388,7 +253,7 @@ class DockerEngine:
         # (a judge on the host): in a run container the same number may be another process.
         pid = int(self.container.attrs["State"]["Pid"])
         seen = _sees(pid, self.container.id)
-        self.cgroup = HostCgroup.of(pid) if seen else None
+        self.cgroup = cgroups.HostCgroup.of(pid) if seen else None
         if seen:
             _pin_parent(pid, limits.cpus)
         threading.Thread(target=self._wait, daemon=True).start()
@@ -459,53 +324,6 @@ def _usage(container) -> tuple[int, int]:
         cpu = int(stats["cpu_stats"]["cpu_usage"]["total_usage"])
         return cpu, int(stats["memory_stats"].get("max_usage", 0))
     return 0, 0
-
-
-class HostCgroup:
-    """A container's cgroup files, read directly when this judge sees the host's cgroup tree (a
-    judge on the host: ``quantcraft judge``, a worker; a run container in a cgroup namespace of its
-    own does not, and asks the API). Measured: after a container's first stats call, each takes
-    the daemon's 1 s collection interval; two of them per trial doubled the Docker sandbox's
-    judging time over bubblewrap's."""
-
-    def __init__(self, cpu: Path, cpu_field: str | None, peak: Path | None) -> None:
-        self.cpu, self.cpu_field, self.peak = cpu, cpu_field, peak
-
-    @classmethod
-    def of(cls, pid: int, root: Path = cgroups.ROOT) -> HostCgroup | None:
-        """The cgroup of process ``pid`` (the container's init), or None if its files are not here."""
-        try:
-            return cls.find(Path(f"/proc/{pid}/cgroup").read_text(), root)
-        except OSError:
-            return None
-
-    @classmethod
-    def find(cls, membership: str, root: Path) -> HostCgroup | None:
-        """From a ``/proc/<pid>/cgroup`` text: v2's one hierarchy, or v1's cpuacct and memory (a
-        hybrid host's unified line leads nowhere under ``root`` and is passed over). A path above
-        this judge's cgroup namespace (``/..``) is not visible here."""
-        for line in membership.splitlines():
-            _, controllers, path = line.split(":", 2)
-            where = path.lstrip("/")
-            if controllers == "":
-                group = root / where
-                found = cls(group / "cpu.stat", "usage_usec", group / "memory.peak")
-            elif "cpuacct" in controllers.split(","):
-                cpu = root / "cpuacct" / where / "cpuacct.usage"
-                found = cls(cpu, None, root / "memory" / where / "memory.max_usage_in_bytes")
-            else:
-                continue
-            if found.cpu.is_file() and not path.startswith("/.."):
-                return found
-        return None
-
-    def usage(self) -> tuple[int, int]:
-        if self.cpu_field is None:
-            cpu = int(self.cpu.read_text())
-        else:
-            cpu = cgroups.read_int_field(self.cpu, self.cpu_field) * 1000
-        peak = int(self.peak.read_text()) if self.peak is not None and self.peak.is_file() else 0
-        return cpu, peak
 
 
 def _sees(pid: int, container_id: str) -> bool:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core import protocol
 from ..core.accounting import Frame
 
 CLIENTS = ("native", "picows")
@@ -34,10 +35,10 @@ class LoadPlan:
     rate: float | None = None
     book_symbols: list[str] = field(default_factory=list)
     cpus: list[int] = field(default_factory=list)
-    health_timeout_s: float = 30.0
-    health_interval_s: float = 0.1
-    report_timeout_s: float = 5.0
-    time_limit_s: float = 120.0
+    health_timeout_s: float = protocol.HEALTH_TIMEOUT_S
+    health_interval_s: float = protocol.HEALTH_INTERVAL_S
+    report_timeout_s: float = protocol.REPORT_TIMEOUT_S
+    time_limit_s: float = protocol.PHASE_TIME_LIMIT_S
     client: str = "native"
     # Where the judge cannot see the engine's processes (a run container judging through the
     # Docker sandbox) the load generator, which shares the engine's pid namespace there, meters

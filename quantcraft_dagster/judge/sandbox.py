@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from ..core import protocol
 from . import cgroups
 from .cpus import foreground
 
@@ -37,9 +38,9 @@ NOBODY = 65534
 class SandboxLimits:
     """docs/protocol.md section 1 limits; ``cpus`` are the engine's dedicated CPUs."""
 
-    memory_bytes: int = 4 * 2**30
-    pids: int = 256
-    tmp_bytes: int = 100 * 2**20
+    memory_bytes: int = protocol.MEMORY_BYTES
+    pids: int = protocol.PIDS
+    tmp_bytes: int = protocol.TMP_BYTES
     nofile: int = 4096
     file_bytes: int = 128 * 2**20
     cpus: tuple[int, ...] = ()

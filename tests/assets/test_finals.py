@@ -14,7 +14,8 @@ from assets.standings import standings
 from assets.traces import finals_expected_reports, finals_trace
 from quantcraft_dagster import lifecycle
 from quantcraft_dagster.core import keys
-from quantcraft_dagster.core.finals import FINAL_STANDINGS_KEY, median_ci
+from quantcraft_dagster.core.finals import median_ci
+from quantcraft_dagster.core.keys import FINAL_STANDINGS
 from resources import BucketResource, ContestResource, JudgingResource, SandboxResource, ScoringResource
 from resources.io_manager import BucketJSONIOManager, TraceIOManager
 
@@ -67,7 +68,7 @@ def test_finals_rejudge_the_top_and_their_ties_round_robin_correct_engine_first(
     # Every finalist judged on the finals' one trace set: one trace id across all judgings.
     shared = result.asset_materializations_for_node("finals_trace")[0].metadata["trace_id"].value
     assert {r["trace_id"] for r in value["runs"]} == {shared}
-    assert value == orjson.loads(bucket.get_bytes(FINAL_STANDINGS_KEY))
+    assert value == orjson.loads(bucket.get_bytes(FINAL_STANDINGS))
     # Everyone once per round, in qualifying order: alice carol bob alice carol bob.
     assert [(r["round"], r["contestant"]) for r in value["runs"]] == [
         (r, who) for r in range(2) for who in ("alice", "carol", "bob")

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 import assets.submission as submission_assets
+from quantcraft_dagster.core.telemetry import TELEMETRY_SCHEMA
 from resources import DuckDBResource
 
 
@@ -27,7 +28,7 @@ def _rows(
 
 
 def _table(*parts: dict[str, list]) -> pa.Table:
-    return pa.concat_tables(pa.table(p, schema=submission_assets.TELEMETRY_SCHEMA) for p in parts)
+    return pa.concat_tables(pa.table(p, schema=TELEMETRY_SCHEMA) for p in parts)
 
 
 INVALID = {"count": 1, "reasons": ["judge sent late: send-lag p99 900 µs over the 100 µs bound"]}

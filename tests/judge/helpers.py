@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from quantcraft_dagster.judge import cgroups
-from quantcraft_dagster.judge.judging import JudgeConfig
+from quantcraft_dagster.judge.config import JudgeConfig
 from quantcraft_dagster.judge.sandbox import NOBODY
 
 # Short timeouts keep hostile tests fast (a hung engine is found in 2 s, not 5). The validity

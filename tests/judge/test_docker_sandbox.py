@@ -13,16 +13,17 @@ import pytest
 
 from quantcraft_dagster import settings
 from quantcraft_dagster.judge import docker_sandbox
+from quantcraft_dagster.judge.cgroups import HostCgroup
+from quantcraft_dagster.judge.config import JudgeConfig
 from quantcraft_dagster.judge.docker_sandbox import (
     EXPIRES_LABEL,
     JUDGING_LABEL,
     LABEL,
     OWNER_LABEL,
     DockerSandbox,
-    HostCgroup,
     reap,
 )
-from quantcraft_dagster.judge.judging import JudgeConfig, judge_binary
+from quantcraft_dagster.judge.judging import judge_binary
 from quantcraft_dagster.judge.sandbox import SandboxLimits
 from tests.docker_env import restart_daemon, sandbox_leftovers
 from tests.judge.helpers import FAST

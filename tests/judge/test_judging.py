@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from quantcraft_dagster.judge.judging import JudgeConfig, judge_binary
+from quantcraft_dagster.judge.config import JudgeConfig
+from quantcraft_dagster.judge.judging import judge_binary
 
 from .helpers import FAST, assert_nothing_left
 
@@ -24,7 +25,7 @@ def test_correct_engine_is_fully_correct(engines, profile):
         assert phase.exact == phase.orders > 0, name
         assert phase.p99_us is not None and phase.orders_per_s > 0
     assert len(result.telemetry) == sum(p.orders for p in v.phases.values())
-    frame = result.telemetry.to_frame()
+    frame = result.telemetry.to_table().to_pandas()
     assert frame["exact"].all() and (frame["recv_ns"] > 0).all()
     assert_nothing_left()
 

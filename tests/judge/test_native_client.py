@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from quantcraft_dagster.core import check
 from quantcraft_dagster.core.accounting import account
 from quantcraft_dagster.judge import native_client
-from quantcraft_dagster.judge.judging import phase_bundle
+from quantcraft_dagster.judge.bundles import phase_bundle
 from quantcraft_dagster.judge.replay import LoadPlan
 from tests.servers import free_port
 

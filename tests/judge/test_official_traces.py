@@ -11,7 +11,9 @@ import pytest
 
 from quantcraft_dagster.core.bundle import PhaseBundle, official_bundles
 from quantcraft_dagster.core.protocol import encode_report
-from quantcraft_dagster.judge.judging import JudgeConfig, judge_binary, public_bundles
+from quantcraft_dagster.judge.bundles import public_bundles
+from quantcraft_dagster.judge.config import JudgeConfig
+from quantcraft_dagster.judge.judging import judge_binary
 
 QUICK = JudgeConfig(profile="quick", trials=1)
 SECRET = "organisers-only"

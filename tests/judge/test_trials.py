@@ -16,7 +16,9 @@ import pytest
 
 from quantcraft_dagster.core.trial import ValidityConfig
 from quantcraft_dagster.judge import judging
-from quantcraft_dagster.judge.judging import InfrastructureError, JudgeConfig, judge_binary
+from quantcraft_dagster.judge.config import JudgeConfig
+from quantcraft_dagster.judge.errors import InfrastructureError
+from quantcraft_dagster.judge.judging import judge_binary
 
 from .helpers import assert_nothing_left
 
@@ -159,7 +161,7 @@ def test_a_short_stall_on_the_engines_cpu_is_left_out_of_the_latency_not_charged
     assert v.status == "finished", v.reason
     (trial,) = v.trials["C"]
     assert v.to_obj()["phases"]["C"]["disturbed"] == trial.disturbed
-    rows = result.telemetry.to_frame()
+    rows = result.telemetry.to_table().to_pandas()
     c = rows[(rows.phase == "C") & (rows.trial == 0)]
     assert int(c.disturbed.sum()) == trial.disturbed
     # The hog spun inside this replay. It holds the engine for the first 2-3 ms of its spin only

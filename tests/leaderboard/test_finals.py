@@ -6,7 +6,8 @@ import re
 
 import orjson
 
-from quantcraft_dagster.core.finals import CONFIDENCE, FINAL_STANDINGS_KEY, final_table, run_record
+from quantcraft_dagster.core.finals import CONFIDENCE, final_table, run_record
+from quantcraft_dagster.core.keys import FINAL_STANDINGS
 
 from .conftest import report_score
 
@@ -54,7 +55,7 @@ def test_no_final_table_before_the_finals(client, instance):
 def test_the_final_table_shows_ranks_ties_medians_and_intervals(client, instance, bucket):
     report_score(instance, "alice-1", "alice", 90.0)
     value = finals_value()
-    bucket.put_bytes(FINAL_STANDINGS_KEY, orjson.dumps(value))
+    bucket.put_bytes(FINAL_STANDINGS, orjson.dumps(value))
     page = client.get("/").text
     assert "<h1>Final standings</h1>" in page and "Qualifying (live)" in page
     rows = rows_of(page, "finals")

@@ -53,7 +53,7 @@ def main() -> None:
 
     import dagster as dg
 
-    from quantcraft_dagster import services
+    from quantcraft_dagster import lifecycle, services
     from quantcraft_dagster.cli_stack import submit, wait_settled
     from quantcraft_dagster.judge import cpu_weight, cpus
 
@@ -66,9 +66,10 @@ def main() -> None:
         svc.wait_ready()
         for i, engine in enumerate(engines):
             submit(f"c{i:02d}-{engine.replace('_', '-')}", ENGINES / engine)
-        states = wait_settled(args.count, args.timeout)
+        wait_settled(args.count, args.timeout)
+        time.sleep(5)  # the score record follows its judging's last stage by a moment
         with dg.DagsterInstance.from_config(str(services.dagster_home())) as instance:
-            rows = judged(instance, states)
+            rows = judged(instance, lifecycle.states(instance))
     finally:
         svc.stop()
     report(rows, args.count)

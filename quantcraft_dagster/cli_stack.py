@@ -51,13 +51,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _status_rows():
+    """Every submission's state and the standings, read from the state folder's instance, which
+    is never written here; ({}, []) when there is no instance yet."""
     from dagster import DagsterInstance
 
     from . import lifecycle, services
     from .core.standings import rank
 
-    services.prepare()
-    with DagsterInstance.from_config(str(services.dagster_home())) as instance:
+    home = services.dagster_home()
+    if not (home / "dagster.yaml").exists():
+        return {}, []
+    with DagsterInstance.from_config(str(home)) as instance:
         states = lifecycle.states(instance)
     table = rank(s.score for s in states.values() if s.score)
     return states, table
@@ -80,7 +84,11 @@ def _print_status(states, table, ui: str | None = None) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from . import services
+
     states, table = _status_rows()
+    if not (services.dagster_home() / "dagster.yaml").exists():
+        print(f"no state folder at {settings.current().home}: nothing judged here yet", file=sys.stderr)
     if args.json:
         rows = [
             {

@@ -16,6 +16,7 @@ import dagster as dg
 import orjson
 import pytest
 
+from quantcraft_dagster import services
 from quantcraft_dagster.core.standings import rank
 
 from .judge.helpers import engine_cgroups, sandbox_processes
@@ -141,14 +142,27 @@ def test_up_stops_a_judging_in_flight(tmp_path, engines):
         assert sandbox_processes() == [] and engine_cgroups() == []
 
 
-def test_status_only_reads_it_never_calibrates(tmp_path):
-    """``quantcraft status`` (which ``up --demo`` polls while judgings run) prepares the state
-    folder and reads the instance: a calibration there, one per poll, starved the judgings."""
-    env = {**os.environ, "QUANTCRAFT_HOME": str(tmp_path / "state")}
+def test_status_only_reads_it_never_calibrates(tmp_path, monkeypatch):
+    """``quantcraft status`` reads the instance and writes nothing: no state folder where there
+    is none (it says so), and a prepared one left byte for byte as it was (no calibration, no
+    migration, no rewritten dagster.yaml)."""
+    state = tmp_path / "state"
+    env = {**os.environ, "QUANTCRAFT_HOME": str(state)}
     cli = str(Path(sys.executable).parent / "quantcraft")
+    fresh = subprocess.run([cli, "status", "--json"], env=env, capture_output=True, check=True)
+    assert orjson.loads(fresh.stdout) == {"submissions": []} and "no state folder" in fresh.stderr.decode()
+    assert not state.exists()
+    monkeypatch.setenv("QUANTCRAFT_HOME", str(state))
+    services.prepare()
+
+    def snapshot() -> dict[str, tuple[bytes, int]]:
+        return {str(p): (p.read_bytes(), p.stat().st_mtime_ns) for p in state.rglob("*") if p.is_file()}
+
+    before = snapshot()
     out = subprocess.run([cli, "status", "--json"], env=env, capture_output=True, check=True).stdout
     assert orjson.loads(out) == {"submissions": []}
-    with dg.DagsterInstance.from_config(str(tmp_path / "state" / "dagster")) as instance:
+    assert snapshot() == before
+    with dg.DagsterInstance.from_config(str(state / "dagster")) as instance:
         assert instance.get_runs() == []
         assert instance.get_dynamic_partitions("judge_slots") == []
 

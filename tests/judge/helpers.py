@@ -17,8 +17,23 @@ FAST = JudgeConfig(profile="quick", health_timeout_s=3.0, report_timeout_s=2.0, 
 
 
 def sandbox_processes() -> list[str]:
-    out = subprocess.run(["ps", "-o", "pid=,comm=", "-u", str(NOBODY)], capture_output=True, text=True)
-    return out.stdout.split("\n")[:-1] if out.stdout.strip() else []
+    """Live processes of the sandbox user outside Docker containers, with their cgroups.
+
+    A Docker engine's processes belong to its container, whose removal the Docker backend's own
+    check asserts (``tests.docker_env.sandbox_leftovers``); the daemon may still be tearing a
+    removed container down while the next test runs. A zombie holds nothing: its parent reaps it."""
+    out = subprocess.run(["ps", "-o", "pid=,stat=,comm=", "-u", str(NOBODY)], capture_output=True, text=True)
+    found = []
+    for line in out.stdout.splitlines():
+        pid, stat = line.split()[:2]
+        try:
+            cgroups_of = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        if stat.startswith("Z") or "docker" in cgroups_of:
+            continue
+        found.append(f"{line.strip()} {cgroups_of.splitlines()[0] if cgroups_of else ''}")
+    return found
 
 
 def engine_cgroups() -> list[Path]:
@@ -38,5 +53,6 @@ def assert_nothing_left(grace_s: float = 2.0) -> None:
     deadline = time.monotonic() + grace_s
     while sandbox_processes() and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert sandbox_processes() == []
+    left = sandbox_processes()
+    assert left == [], left
     assert engine_cgroups() == []

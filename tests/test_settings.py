@@ -25,12 +25,12 @@ def test_values_are_typed_and_empty_means_unset(tmp_path):
             "QUANTCRAFT_UPLOAD_WINDOW_S": "",  # compose passes unset variables as empty strings
             "QUANTCRAFT_FAIR_QUEUE": "off",
             "QUANTCRAFT_JUDGE_CPUS": "2-3,6",
-            "QUANTCRAFT_MAX_SEND_LAG_P99_US": "20000",
+            "QUANTCRAFT_MAX_SEND_LAG_P99_US": "75",  # parsing only: no judging here
         }
     )
     assert s.home == tmp_path and s.bucket_root == tmp_path / "bucket"  # derived from the home
     assert s.upload_limits().per_window == 5 and s.upload_limits().window_s == 600.0
-    assert s.fair_queue is False and s.judge_cpus == [2, 3, 6] and s.max_send_lag_p99_us == 20_000.0
+    assert s.fair_queue is False and s.judge_cpus == [2, 3, 6] and s.max_send_lag_p99_us == 75.0
     assert Settings.from_env({}).fair_queue is True and Settings.from_env({}).judge_cpus is None
 
 

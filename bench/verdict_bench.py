@@ -55,10 +55,9 @@ def main() -> None:
 
     from quantcraft_dagster import lifecycle, services
     from quantcraft_dagster.cli_stack import submit, wait_settled
-    from quantcraft_dagster.judge import cpu_weight, cpus
+    from quantcraft_dagster.judge import cpus
 
     cpus.background()
-    cpu_weight.place(cpu_weight.IDLE)
     engines = mix(args.count)
     svc = services.Services(port=3988, leaderboard_port=8988)
     svc.start()

@@ -130,13 +130,12 @@ DEMO_ENGINES = (("alice", "engine"), ("bob", "never_cancel"), ("carol", "lifo_pr
 
 def cmd_up(args: argparse.Namespace) -> int:
     from . import services
-    from .judge import cpu_weight, cpus
+    from .judge import cpus
 
     if missing := unbuilt():
         sys.stderr.write(f"quantcraft up: {missing}\n")
         return USAGE_ERROR
     cpus.background()  # it polls the instance while engines are judged
-    cpu_weight.place(cpu_weight.IDLE)  # and yields to judgings across sessions (never frozen)
     svc = services.Services(port=args.port, leaderboard_port=args.leaderboard_port)
     try:
         with svc.supervised():  # SIGINT, SIGTERM, SIGHUP or a return: every service stops

@@ -24,7 +24,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import settings
-from .judge import cpu_weight
 from .judge.cgroups import PlatformGroup
 from .judge.cpus import background, split_cpus
 from .lifecycle import CONTESTANT_TAG
@@ -130,8 +129,7 @@ def _bin(name: str) -> str:
 
 def _service_child(cpus: tuple[int, ...], parent: int, platform_procs: list[str]) -> None:
     """Between fork and exec of a service: off the engines' CPUs, in the platform's freezer group
-    (the judge freezes it for timed trials: ``judge.quiet``) and its cpu group (the lightest
-    weight: ``judge.cpu_weight``), and SIGTERM when ``parent`` dies.
+    (the judge freezes it for timed trials: ``judge.quiet``), and SIGTERM when ``parent`` dies.
 
     The death signal covers what no handler can: the parent killed by SIGKILL (``docker stop``
     after its timeout, the OOM killer). It fires when the forking thread ends, so services are
@@ -232,9 +230,6 @@ class Services:
 
         off_engine = split_cpus()[1]
         platform_procs = [PlatformGroup().procs_file()]
-        weight = cpu_weight.procs_file(cpu_weight.PLATFORM)
-        if weight is not None and weight not in platform_procs:  # v2: one directory does both
-            platform_procs.append(weight)
         for name, cmd in commands.items():
             if name in self.procs and self.procs[name].poll() is None:
                 continue  # already running: never orphan a live child by starting a twin

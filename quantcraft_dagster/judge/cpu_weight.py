@@ -7,10 +7,9 @@ cgroup other than the root leaves its autogroup, and cgroups compete by their we
 sessions and hosts alike. So:
 
 - ``judges`` (the judging process, hence its load generator) and every engine group get the
-  largest weight (v1 ``cpu.shares`` 262144, v2 ``cpu.weight`` 10000);
-- ``platform`` (the services ``quantcraft up`` starts) and ``idle`` (``up`` itself, polling for
-  its demo; never frozen, unlike ``platform``) get the smallest (v1 ``cpu.shares`` 2, v2
-  ``cpu.weight`` 1 and ``cpu.idle``): they run on a judge's CPUs only when it leaves them idle.
+  largest weight (v1 ``cpu.shares`` 262144, v2 ``cpu.weight`` 10000). The platform's services
+  stay SCHED_IDLE off the engines' CPUs (``cpus.background``): at the smallest weight they were
+  starved on a busy host and ``quantcraft up`` could not stop them in time.
 
 The groups sit under the project's parent (``cgroups.PARENT``), given the largest weight too, so
 the judges' weight holds against every other group on the host. Without a cpu controller (a
@@ -25,7 +24,7 @@ from pathlib import Path
 
 from . import cgroups
 
-JUDGES, PLATFORM, IDLE = "judges", "platform", "idle"
+JUDGES = "judges"
 
 
 def group(role: str, root: Path = cgroups.ROOT) -> Path | None:

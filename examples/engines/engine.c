@@ -142,6 +142,11 @@ enum {
 #ifndef VICTIM_PID
 #define VICTIM_PID 1
 #endif
+/* The resolution twins: BUSY_US microseconds of the thread's own CPU time spent on every order
+ * before its report, as matching work would (bench/resolution_bench.py). 0: none. */
+#ifndef BUSY_US
+#define BUSY_US 0
+#endif
 #ifndef TMP_FILL_PATH
 #define TMP_FILL_PATH "/tmp/fill"
 #endif
@@ -1278,8 +1283,18 @@ static void deliver_reports(void) {
 #define BOOKS_UNLOCK() ((void)0)
 #endif
 
+/* Spins until the calling thread has used `us` more microseconds of CPU: CPU time, not wall time,
+ * so a twin preempted by the host still does the same work per order. */
+static void busy_work(long us) {
+    struct timespec t0, t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
+    do clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < us * 1000L);
+}
+
 static void handle_message(conn *c, const char *msg, size_t len) {
     g_orders++;
+    if (BUSY_US) busy_work(BUSY_US);
     if (VARIANT == V_TRIVIAL) {
         trivial_reply(c, msg, len);
     } else {

@@ -20,7 +20,7 @@ from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 
 from assets.partitions import judge_slots
 from quantcraft_dagster import settings
-from quantcraft_dagster.core.calibration import CalibrationBand, figures, out_of_band
+from quantcraft_dagster.core.calibration import CalibrationBand, figures, out_of_band, preset_fit
 from quantcraft_dagster.judge.errors import InfrastructureError
 from quantcraft_dagster.judge.judging import judge_binary
 from quantcraft_dagster.judge.slots import host_of
@@ -65,6 +65,23 @@ def calibration(
 def calibration_in_band(calibration: dict) -> dg.AssetCheckResult:
     problems = out_of_band(calibration, CalibrationBand())
     return dg.AssetCheckResult(passed=not problems, metadata={"problems": "; ".join(problems) or "none"})
+
+
+@dg.asset_check(
+    asset=calibration,
+    description="the scoring preset leaves room above and below the platform's own engine",
+)
+def preset_fits_the_host(calibration: dict) -> dg.AssetCheckResult:
+    """A warning, not a fault of the slot: on other hardware the contest preset's reference points
+    may not suit; the organiser picks another (docs/scoring.md)."""
+    if not calibration.get("valid"):
+        return dg.AssetCheckResult(passed=True, metadata={"problems": "no valid calibration to read"})
+    problems = preset_fit(calibration)
+    return dg.AssetCheckResult(
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"problems": "; ".join(problems) or "none", "scoring": str(calibration.get("scoring"))},
+    )
 
 
 def calibrate_host(instance: dg.DagsterInstance, resources: dict) -> list[str]:

@@ -4,7 +4,8 @@ median final score with a bootstrap confidence interval (the statistics are ``co
 
 The ``finals`` job runs on the organiser's request (``quantcraft finals`` or the Dagster UI):
 it refreshes the standings, then judges every finalist ``repeat`` times, round-robin, on one
-judging slot held throughout, so every finalist meets the same CPUs and the same drift of the host.
+judging slot held throughout, so every finalist meets the same CPUs and the same drift of the host
+(``finals_judgings``), and ranks them on the contest's scoring preset (``final_standings``).
 """
 
 import tempfile
@@ -20,6 +21,7 @@ from assets.standings import standings
 from assets.traces import finals_expected_reports, finals_trace, official_bundles
 from quantcraft_dagster.core import keys
 from quantcraft_dagster.core.finals import CONFIDENCE, final_table, finalists, round_robin, run_record
+from quantcraft_dagster.core.scoring import rescored
 from quantcraft_dagster.judge.errors import (
     INFRASTRUCTURE_RETRIES,
     InfrastructureError,
@@ -41,7 +43,7 @@ class FinalsConfig(dg.Config):
     deps=[standings],
     kinds={"json", "bubblewrap"},
 )
-def final_standings(
+def finals_judgings(
     context: dg.AssetExecutionContext,
     config: FinalsConfig,
     finals_trace: dict[str, list[bytes]],
@@ -52,16 +54,13 @@ def final_standings(
     scoring: ScoringResource,
     contest: ContestResource,
 ) -> dg.Output[dict]:
-    """The final table: each finalist's median final score over its finals judgings, the 95 %
-    bootstrap interval, and "=" where the interval of the difference with a neighbour includes 0.
-
-    Finalists are judged exactly as a submission is (the contest's profile, validity bounds and
-    scoring), all on the finals' one official trace set, so their scores compare the same orders;
-    only public figures go into the value the leaderboard shows.
-    """
+    """The finalists (the top of the standings) and every finals judging of theirs, in judging
+    order: each finalist judged ``repeat`` times, round-robin, exactly as a submission is (the
+    contest's profile and validity bounds), all on the finals' one official trace set, so their
+    scores compare the same orders. Public figures only, with each judging's trial sets, so the
+    table (``final_standings``) is scored again on another preset without judging again."""
     client = bucket.client()
-    table = orjson.loads(client.get_bytes(keys.STANDINGS))
-    chosen = finalists(table, config.top)
+    chosen = finalists(orjson.loads(client.get_bytes(keys.STANDINGS)), config.top)
     if not chosen:
         raise dg.Failure("no contestant on the standings yet: nothing to re-judge")
     judge_config = judging.config(sandbox, scoring)
@@ -80,16 +79,33 @@ def final_standings(
                 context.log.info(
                     f"round {round_ + 1}/{config.repeat}: {row['contestant']} {runs[-1]['final']:.2f}"
                 )
-    rows = final_table(chosen, runs, scoring.ranking())
     value = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "profile": judge_config.profile,
-        "policy": scoring.ranking().policy,
         "top": config.top,
         "repeat": config.repeat,
+        "finalists": chosen,  # their standings rows, in qualifying order
+        "runs": runs,  # in judging order: the round-robin as it happened
+    }
+    return dg.Output(value, metadata={"finalists": len(chosen), "judgings": len(runs)})
+
+
+@dg.asset(group_name="standings", kinds={"json"})
+def final_standings(finals_judgings: dict, scoring: ScoringResource) -> dg.Output[dict]:
+    """The final table: each finalist's median final score over its finals judgings, the 95 %
+    bootstrap interval, and "=" where the interval of the difference with a neighbour includes 0.
+    Every judging is scored on the contest's preset here: after the preset changes, materializing
+    this asset alone re-ranks the finals (the ``rescore`` sensor does it)."""
+    scale = scoring.config()
+    runs = [rescored(run, scale) for run in finals_judgings["runs"]]
+    rows = final_table(finals_judgings["finalists"], runs, scoring.ranking())
+    value = {
+        **{k: finals_judgings[k] for k in ("at", "profile", "top", "repeat")},
+        "policy": scoring.ranking().policy,
+        "scoring": scale.name,
         "confidence": CONFIDENCE,
         "standings": rows,
-        "runs": runs,  # in judging order: the round-robin as it happened
+        "runs": runs,
     }
     top = "\n".join(
         f"| {'=' if r['tied'] else ''}{r['rank']} | {r['contestant']} | {r['median']:.2f} |"
@@ -100,8 +116,8 @@ def final_standings(
         value,
         metadata={
             "finalists": len(rows),
-            "repeat": config.repeat,
-            "profile": judge_config.profile,
+            "profile": value["profile"],
+            "scoring": scale.name,
             "table": dg.MetadataValue.md(
                 "| rank | contestant | median | 95 % CI | qualifying |\n|---|---|---|---|---|\n" + top
             ),
@@ -135,6 +151,8 @@ finals_job = dg.define_asset_job(
     "finals",
     # The finals' trace set is made again each time: the same secret gives the same orders, so
     # every finals run of a contest compares the same trace, and the job needs nothing prepared.
-    selection=dg.AssetSelection.assets(standings, finals_trace, finals_expected_reports, final_standings),
+    selection=dg.AssetSelection.assets(
+        standings, finals_trace, finals_expected_reports, finals_judgings, final_standings
+    ),
     description="Re-judge the top of the standings several times each and publish the final table",
 )

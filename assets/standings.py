@@ -13,9 +13,12 @@ from resources import BucketResource, ScoringResource
 def standings(
     context: dg.AssetExecutionContext, bucket: BucketResource, scoring: ScoringResource
 ) -> dg.MaterializeResult:
-    """Ranked contestants under the contest's ranking policy, written to ``standings.json``; the
-    top ten in the metadata ("=" marks a rank shared within the judge's noise)."""
-    table = rank(lifecycle.scores(context.instance).values(), scoring.ranking())
+    """Ranked contestants under the contest's ranking policy and scoring preset, written to the
+    bucket; the top ten in the metadata ("=" marks a rank shared within the judge's noise). Every
+    stored judging is scored on the preset here, so materializing this asset after the preset
+    changed re-ranks the contest without judging again."""
+    scale = scoring.config()
+    table = rank(lifecycle.scores(context.instance, scale).values(), scoring.ranking())
     rows = [
         {"rank": s.rank, "tied": s.tied, "contestant": s.contestant, "submissions": s.submissions, **s.best}
         for s in table
@@ -28,6 +31,7 @@ def standings(
     return dg.MaterializeResult(
         metadata={
             "contestants": len(rows),
+            "scoring": scale.name,
             "top": dg.MetadataValue.md(
                 "| rank | contestant | final | submission |\n|---|---|---|---|\n" + top
             ),

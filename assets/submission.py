@@ -18,6 +18,7 @@ from assets.traces import official_bundles
 from quantcraft_dagster.core import keys, trace
 from quantcraft_dagster.core.binary import Rejected, check_size, validate
 from quantcraft_dagster.core.metrics import latency_curves, phase_metrics, with_judge_figures
+from quantcraft_dagster.core.scoring import rescored
 from quantcraft_dagster.core.telemetry import TELEMETRY_COLUMNS, TELEMETRY_SCHEMA
 from quantcraft_dagster.core.trial import summarize
 from quantcraft_dagster.core.verdict import fully_correct, rejected
@@ -325,13 +326,16 @@ def score(
     verdict: dict,
     metrics: dict,
     correctness: dict,
+    scoring: ScoringResource,
 ) -> dg.Output:
-    """What the judge decided, as the leaderboard shows it: the verdict's scores (scored once, in
-    ``core``, with the organiser's configuration), their range over trials, and the public
-    reason; nothing private (divergences, stderr) goes into this record or its metadata."""
+    """What the judge decided, as the leaderboard shows it: the verdict's scores on the contest's
+    scoring preset (derived again from the verdict's trial sets, so this asset re-scores a stored
+    judging without judging it again), their range over trials, the figures the ranking reads and
+    the public reason; nothing private (divergences, stderr) goes into this record or its
+    metadata."""
     verdict_scores = verdict["scores"] or {}
     engine_b = verdict["phases"].get("B", {})
-    value = {
+    stored = {
         "partition": context.partition_key,
         "contestant": submission_binary["contestant"],
         "filename": submission_binary["filename"],
@@ -347,6 +351,9 @@ def score(
         "orders_per_s": metrics.get("B", {}).get("orders_per_s"),
         "client_limited": engine_b.get("client_limited", False),
         "cpu_us_per_order": engine_b.get("cpu_us_per_order"),
+        "scoring": verdict.get("scoring"),
+        "trial_sets": verdict.get("trial_sets"),
     }
+    value = rescored(stored, scoring.config())
     stage(context, value["status"], reason=value["reason"], final=value["final"])
     return dg.Output(value, metadata={k: v for k, v in value.items() if v is not None})

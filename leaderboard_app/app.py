@@ -79,7 +79,11 @@ async def leaderboard_page(request: Request) -> Response:
     return templates.TemplateResponse(
         request,
         "leaderboard.html",
-        {"dagster_url": request.app.state.dagster_url, "finals": await _final_standings(request)},
+        {
+            "dagster_url": request.app.state.dagster_url,
+            "finals": await _final_standings(request),
+            "scoring": request.app.state.board.scoring,
+        },
     )
 
 
@@ -87,9 +91,12 @@ async def submission_page(request: Request) -> Response:
     partition = request.path_params["partition"]
     if request.app.state.board.state(partition) is None:
         raise HTTPException(404, "no such submission")
-    return templates.TemplateResponse(
-        request, "submission.html", {"partition": partition, "dagster_url": request.app.state.dagster_url}
-    )
+    context = {
+        "partition": partition,
+        "dagster_url": request.app.state.dagster_url,
+        "scoring": request.app.state.board.scoring,
+    }
+    return templates.TemplateResponse(request, "submission.html", context)
 
 
 async def upload_page(request: Request) -> Response:
@@ -99,7 +106,14 @@ async def upload_page(request: Request) -> Response:
 async def api_leaderboard(request: Request) -> Response:
     board: Board = request.app.state.board
     finals = await _final_standings(request)
-    return _json({"leaderboard": board.leaderboard(), "recent": board.recent(), "finals": finals})
+    return _json(
+        {
+            "leaderboard": board.leaderboard(),
+            "recent": board.recent(),
+            "finals": finals,
+            "scoring": board.scoring,
+        }
+    )
 
 
 async def api_submission(request: Request) -> Response:

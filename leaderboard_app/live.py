@@ -22,8 +22,8 @@ from quantcraft_dagster.lifecycle import METRICS, SCORE, STAGE, ReadModel, Submi
 RECENT = 50
 # Named, not filtered: a field the judge adds to the score record stays private until listed here.
 PUBLIC_SCORE = ("partition", "contestant", "status", "reason", "final", "final_range", "latency",
-                "throughput", "correctness", "fully_correct", "p99_us", "orders_per_s", "cpu_us_per_order",
-                "uploaded_at", "profile")  # fmt: skip
+                "throughput", "correctness", "fully_correct", "p99_us", "orders_per_s", "client_limited",
+                "cpu_us_per_order", "uploaded_at", "profile", "scoring")  # fmt: skip
 
 
 def public_score(state: SubmissionState) -> dict[str, Any] | None:
@@ -65,11 +65,17 @@ class Board:
                     "last_update": s.last_update,
                     "tied": s.tied,  # shares its rank: the final-score ranges overlap
                     **{k: s.best.get(k) for k in ("final", "final_range", "latency", "throughput",
-                                                   "correctness", "p99_us", "orders_per_s", "partition")},
+                                                   "correctness", "p99_us", "orders_per_s", "client_limited",
+                                                   "cpu_us_per_order", "partition")},
                 }
                 for s in rank(scores)
             ]  # fmt: skip
         return self._ranked
+
+    @property
+    def scoring(self) -> str:
+        """The scoring preset every score on the board is read on."""
+        return self.model.scale.name
 
     def recent(self) -> list[dict[str, Any]]:
         rows = sorted(self.model.states.values(), key=lambda s: s.updated, reverse=True)

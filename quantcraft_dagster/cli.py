@@ -16,6 +16,7 @@ from .cli_stack import bucket, cmd_finals, cmd_status, cmd_submit, cmd_up
 from .core import protocol, trace
 from .core.book import replay
 from .core.protocol import decode_order, encode_order, encode_report
+from .core.scoring import PRESETS
 from .judge.replay import CLIENTS
 
 
@@ -85,6 +86,7 @@ To add a judge host (Debian 12, as root):
        QUANTCRAFT_CELERY_BROKER QUANTCRAFT_CELERY_BACKEND   (redis://CONTROL-HOST:6379/0 and /1)
        QUANTCRAFT_BUCKET_BACKEND=s3 QUANTCRAFT_S3_ENDPOINT QUANTCRAFT_S3_BUCKET
        AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY QUANTCRAFT_OFFICIAL_SECRET QUANTCRAFT_PROFILE
+       QUANTCRAFT_SCORING
   4. QUANTCRAFT_JUDGE_HOST=judge-07 .venv/bin/quantcraft worker --name judge-07
      (the host's name, unique: its slots' calibrations and its own queue go by it; default the
      machine's host name). The worker first calibrates each of its slots (about 10 s a slot),
@@ -131,6 +133,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--loadgen", default="native", choices=CLIENTS,
         help="the load generator's client (picows: the reference the native one is measured against)",
+    )  # fmt: skip
+    p.add_argument(
+        "--scoring", default=settings.current().scoring, choices=list(PRESETS),
+        help="the scoring preset (docs/scoring.md); default: QUANTCRAFT_SCORING, else the contest's",
     )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print one JSON verdict on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")

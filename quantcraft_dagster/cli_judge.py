@@ -62,6 +62,7 @@ def _spread(values: list[float | None]) -> dict[str, float | None]:
 
 def cmd_judge(args: argparse.Namespace) -> int:
     from .core.bundle import official_bundles
+    from .core.scoring import preset
     from .judge.config import JudgeConfig
     from .judge.errors import InfrastructureError
     from .judge.judging import judge_binary
@@ -90,6 +91,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
             profile=args.profile,
             port=args.port,
             validity=configured.validity(),
+            scoring=preset(args.scoring),
             engine_cpus=slot.engine_cpus,
             loadgen_cpus=slot.loadgen_cpus,
             loadgen_client=args.loadgen,
@@ -171,7 +173,8 @@ def _print_human(v: dict) -> None:
         s, (lo, hi) = v["scores"], v["scores_range"]["final"]
         print(
             f"score:  {s['final']:.2f} ± {(hi - lo) / 2:.2f}  (latency {s['latency']:.2f},"
-            f" throughput {s['throughput']:.2f}, correctness {s['correctness']:.2f}; medians over trials)"
+            f" throughput {s['throughput']:.2f}, correctness {s['correctness']:.2f}; medians over trials;"
+            f" {v['scoring']} scoring)"
         )
     for name, p in v["phases"].items():
         rate = f"{'≥ ' if p['client_limited'] else ''}{p['orders_per_s']} orders/s"

@@ -72,12 +72,18 @@ def _print_status(states, table, ui: str | None = None) -> None:
     for p, st in sorted(states.items()):
         final = f"{st.score['final']:7.2f}" if st.score else "       "
         print(f"{p:48} {st.stage:18} {final}  {st.reason[:70]}")
-    print(f"\n{'rank':>4}  {'contestant':24} {'final':>7} {'latency':>8} {'thruput':>8} {'correct':>8}")
+    print(f"\nscored on the {settings.current().scoring} preset (QUANTCRAFT_SCORING; docs/scoring.md)")
+    print(
+        f"{'rank':>4}  {'contestant':24} {'final':>7} {'latency':>8} {'thruput':>8} {'correct':>8}"
+        f" {'p99 µs':>8} {'orders/s':>12} {'CPU µs/ord':>10}"
+    )
     for s in table:
         b = s.best
+        rate = f"{'≥' if b.get('client_limited') else ''}{b.get('orders_per_s') or 0:,.0f}"
+        cpu = "–" if b.get("cpu_us_per_order") is None else f"{b['cpu_us_per_order']:.2f}"
         print(
             f"{s.rank:>4}  {s.contestant:24} {b['final']:7.2f} {b['latency']:8.2f} {b['throughput']:8.2f}"
-            f" {b['correctness']:8.2f}"
+            f" {b['correctness']:8.2f} {b.get('p99_us') or 0:8.1f} {rate:>12} {cpu:>10}"
         )
     if ui:
         print(f"\nDagster UI: {ui}  (assets: {ui}/assets, runs: {ui}/runs)")
@@ -212,7 +218,7 @@ def _finals_in_process(run_config: dict) -> bool:
 def cmd_finals(args: argparse.Namespace) -> int:
     from .core import keys
 
-    run_config = {"ops": {"final_standings": {"config": {"top": args.top, "repeat": args.repeat}}}}
+    run_config = {"ops": {"finals_judgings": {"config": {"top": args.top, "repeat": args.repeat}}}}
     url = args.dagster_url or settings.current().dagster_url
     ok = _finals_on_stack(url, run_config) if _stack_running(url) else _finals_in_process(run_config)
     if not ok:
@@ -229,7 +235,8 @@ def cmd_finals(args: argparse.Namespace) -> int:
 def print_finals(value: dict) -> None:
     print(
         f"finals: top {value['top']} and ties, {value['repeat']} judgings each, round-robin"
-        f" ({value['profile']} profile, official traces, {value['policy']} ranking)"
+        f" ({value['profile']} profile, official traces, {value['scoring']} scoring,"
+        f" {value['policy']} ranking)"
     )
     print(f"{'rank':>5}  {'contestant':24} {'median':>7}  {'95 % interval':>15}  qualifying  finals")
     for r in value["standings"]:

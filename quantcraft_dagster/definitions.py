@@ -16,8 +16,9 @@ from assets.calibration import (
     calibration_in_band,
     calibration_job,
     calibration_schedule,
+    preset_fits_the_host,
 )
-from assets.finals import final_standings, finals_job
+from assets.finals import final_standings, finals_job, finals_judgings
 from assets.standings import standings
 from assets.submission import correctness, judging, metrics, score, submission_binary, submissions
 from assets.traces import expected_reports, finals_expected_reports, finals_trace, official_trace
@@ -35,6 +36,7 @@ from resources import (
 from resources.io_manager import BucketJSONIOManager, ParquetIOManager, TraceIOManager
 from sensors import REJECTED_UPLOADS, build_standings_sensor, build_submission_sensor
 from sensors.requeue import build_requeue_sensor
+from sensors.rescore import build_rescore_sensor
 
 configured = current()
 bucket = BucketResource.from_settings(configured)
@@ -55,6 +57,11 @@ judge_job = dg.define_asset_job(
     executor_def=dg.in_process_executor,
 )
 standings_job = dg.define_asset_job("refresh_standings", selection=dg.AssetSelection.assets(standings))
+final_table_job = dg.define_asset_job(
+    "rank_finals",
+    selection=dg.AssetSelection.assets(final_standings),
+    description="Rank the finals' judgings again on the current scoring preset, judging nothing",
+)
 
 defs = dg.Definitions(
     # Every other job in one process too: on a scale-out judge host a run executes inside a Celery
@@ -71,19 +78,21 @@ defs = dg.Definitions(
         correctness,
         score,
         standings,
+        finals_judgings,
         final_standings,
         calibration,
         dg.AssetSpec(LIFECYCLE_ASSET, description="Lifecycle of each submission (observations only)"),
         dg.AssetSpec(REJECTED_UPLOADS, description="Uploads whose key is not submissions/<id>/<file>"),
     ],
-    asset_checks=[calibration_in_band, no_judging_waiting],
-    jobs=[judge_job, standings_job, calibration_job, finals_job],
+    asset_checks=[calibration_in_band, preset_fits_the_host, no_judging_waiting],
+    jobs=[judge_job, standings_job, final_table_job, calibration_job, finals_job],
     schedules=[calibration_schedule],
     sensors=[
         build_submission_sensor(judge_job),
         build_standings_sensor(standings_job),
         calibration_every_n_judgings,
         build_requeue_sensor(judge_job, calibration_job),
+        build_rescore_sensor(standings_job, final_table_job),
     ],
     resources={
         "bucket": bucket,

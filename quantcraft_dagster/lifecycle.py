@@ -17,6 +17,8 @@ from typing import Any
 
 import dagster as dg
 
+from . import settings
+from .core.scoring import ScoringConfig, rescored
 from .core.verdict import FAILED, TERMINAL
 
 LIFECYCLE_ASSET = dg.AssetKey("submission_lifecycle")
@@ -99,11 +101,14 @@ class ReadModel:
     """Every submission's state; ``poll`` applies the events written since the last poll.
 
     The streams are merged in storage order, so a run that failed and was then retried shows the
-    retry's stages, and a restarted reader rebuilds exactly the same states from the start.
+    retry's stages, and a restarted reader rebuilds exactly the same states from the start. Scores
+    are read on ``scale`` (default: the ``QUANTCRAFT_SCORING`` setting), whatever scale they were
+    stored on: changing the preset re-scores every judging without judging again.
     """
 
-    def __init__(self, instance: dg.DagsterInstance) -> None:
+    def __init__(self, instance: dg.DagsterInstance, scale: ScoringConfig | None = None) -> None:
         self.instance = instance
+        self.scale = scale or settings.current().scale()
         self.states: dict[str, SubmissionState] = {}
         self._cursors: dict[str, str | None] = {}
         self._streams: dict[str, tuple[Callable, Any]] = {
@@ -135,7 +140,7 @@ class ReadModel:
         if name == STAGE:
             state.stage, state.detail = meta.pop("stage", state.stage), meta
         elif name == SCORE:
-            state.score, state.stage = meta, meta.get("status", state.stage)
+            state.score, state.stage = rescored(meta, self.scale), meta.get("status", state.stage)
         else:
             state.metrics = meta
         state.updated = record.timestamp
@@ -171,10 +176,11 @@ def states(instance: dg.DagsterInstance) -> dict[str, SubmissionState]:
     return model.states
 
 
-def scores(instance: dg.DagsterInstance) -> dict[str, dict[str, Any]]:
-    """Latest score record per partition."""
+def scores(instance: dg.DagsterInstance, scale: ScoringConfig | None = None) -> dict[str, dict[str, Any]]:
+    """Latest score record per partition, on ``scale`` (as ``ReadModel`` reads them)."""
+    scale = scale or settings.current().scale()
     records, _ = _fetch(instance.fetch_materializations, dg.AssetRecordsFilter(asset_key=SCORE_ASSET), None)
-    return {record.partition_key: metadata_of(record) for record in records}
+    return {record.partition_key: rescored(metadata_of(record), scale) for record in records}
 
 
 @dataclass(slots=True)

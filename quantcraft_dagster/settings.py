@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any, get_type_hints
 
 from .core.limits import UploadLimits
+from .core.scoring import DEFAULT_PRESET, PRESETS, ScoringConfig, preset
 from .core.trial import ValidityConfig
 from .judge.cpus import parse_cpu_list
 
@@ -29,6 +30,10 @@ PROJECT = Path(__file__).resolve().parent.parent
 
 def _flag(text: str) -> bool:
     return text.lower() not in ("0", "false", "no", "off")
+
+
+def _preset_name(text: str) -> str:
+    return preset(text).name  # an unknown name fails here, listing the known ones
 
 
 def _path(text: str) -> Path:
@@ -112,6 +117,16 @@ class Settings:
     ]
     profile: Annotated[
         str, Setting("QUANTCRAFT_PROFILE", "standard", "Judging profile (`standard`, `quick`)")
+    ]
+    scoring: Annotated[
+        str,
+        Setting(
+            "QUANTCRAFT_SCORING",
+            DEFAULT_PRESET,
+            f"Scoring preset: {', '.join(f'`{name}`' for name in PRESETS)} (docs/scoring.md); changing it"
+            " re-scores stored judgings, standings and finals without judging again",
+            _preset_name,
+        ),
     ]
     max_send_lag_p99_us: Annotated[
         float,
@@ -294,6 +309,10 @@ class Settings:
         return ValidityConfig(
             max_send_lag_p99_us=self.max_send_lag_p99_us, max_interference=self.max_interference
         )
+
+    def scale(self) -> ScoringConfig:
+        """The scoring preset this contest scores on."""
+        return preset(self.scoring)
 
     def organisers_secret(self) -> str:
         """``official_secret``, else one made once in the state folder (mode 0600), so the embedded

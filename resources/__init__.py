@@ -11,7 +11,7 @@ from pydantic import Field, PrivateAttr
 
 from quantcraft_dagster import settings
 from quantcraft_dagster.core import protocol, trace
-from quantcraft_dagster.core.scoring import RankingConfig, ScoringConfig
+from quantcraft_dagster.core.scoring import RankingConfig, ScoringConfig, preset
 from quantcraft_dagster.core.trial import ValidityConfig
 from quantcraft_dagster.judge.config import JudgeConfig
 from quantcraft_dagster.judge.cpus import split_cpus
@@ -128,28 +128,16 @@ class ContestResource(dg.ConfigurableResource):
         return trace.official(trace.get_spec(profile, phase), self.official_secret, submission)
 
 
-_SEED = ScoringConfig()
-
-
 class ScoringResource(dg.ConfigurableResource):
-    """The organiser's scoring and ranking for this contest: one home, read by the judge (which
-    scores once, in ``core``) and by the standings. Defaults are the seed's."""
+    """The contest's scoring and ranking: one home, read by the judge (which scores each judging
+    on the preset's scale), the standings and the finals (which score stored judgings again on
+    it). ``preset`` empty: the ``QUANTCRAFT_SCORING`` setting, read at run time."""
 
-    latency_weight: float = _SEED.latency_weight
-    throughput_weight: float = _SEED.throughput_weight
-    correctness_weight: float = _SEED.correctness_weight
-    latency_slope: float = _SEED.latency_slope
-    throughput_k: float = _SEED.throughput_k
+    preset: str = ""
     ranking_policy: str = RankingConfig().policy
 
     def config(self) -> ScoringConfig:
-        return ScoringConfig(
-            latency_weight=self.latency_weight,
-            throughput_weight=self.throughput_weight,
-            correctness_weight=self.correctness_weight,
-            latency_slope=self.latency_slope,
-            throughput_k=self.throughput_k,
-        )
+        return preset(self.preset) if self.preset else settings.current().scale()
 
     def ranking(self) -> RankingConfig:
         return RankingConfig(self.ranking_policy)

@@ -107,10 +107,8 @@ def test_an_engine_crash_is_a_verdict_not_a_retry(resources, engines):
     assert verdict["status"] == "failed" and "SIGABRT" in verdict["reason"]
 
 
-def test_the_score_asset_records_the_judges_scores_for_the_organisers_config(resources, engines):
-    scoring = ScoringResource(
-        latency_weight=0.2, throughput_weight=0.2, correctness_weight=0.6, latency_slope=35.0
-    )
+def test_the_score_asset_records_the_judges_scores_on_the_organisers_preset(resources, engines):
+    scoring = ScoringResource(preset="seed")  # not the default: the resource's choice reaches both
     every = [
         *JUDGING,
         submission_assets.metrics,
@@ -123,10 +121,12 @@ def test_the_score_asset_records_the_judges_scores_for_the_organisers_config(res
     assert result.success
     verdict, score = result.output_for_node("judging", "verdict"), result.output_for_node("score")
     s = verdict["scores"]
+    assert verdict["scoring"] == score["scoring"] == "seed"
     assert s["final"] == pytest.approx(
-        0.2 * s["latency"] + 0.2 * s["throughput"] + 0.6 * s["correctness"], abs=1e-2
+        0.4 * s["latency"] + 0.3 * s["throughput"] + 0.3 * s["correctness"], abs=1e-2
     )
     assert {k: score[k] for k in s} == s
+    assert score["trial_sets"] == verdict["trial_sets"] and len(score["trial_sets"]) >= 1
     assert score["final_range"] == verdict["scores_range"]["final"]
     assert score["fully_correct"] is False and score["correctness"] < 100
     assert "A-" not in score["reason"] and "divergence" not in score["reason"]  # public: no order ids

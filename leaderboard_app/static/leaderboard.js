@@ -18,7 +18,9 @@ function renderBoard(rows) {
     name.appendChild(link);
     const range = r.final_range ? ` (${fmt(r.final_range[0])}–${fmt(r.final_range[1])})` : "";
     cell(tr, `${fmt(r.final)}${range}`, "final"); cell(tr, fmt(r.latency)); cell(tr, fmt(r.throughput));
-    cell(tr, fmt(r.correctness)); cell(tr, fmt(r.p99_us, 0)); cell(tr, fmt(r.orders_per_s, 0));
+    cell(tr, fmt(r.correctness)); cell(tr, fmt(r.p99_us, 0));
+    cell(tr, `${r.client_limited ? "≥ " : ""}${fmt(r.orders_per_s, 0)}`, r.client_limited ? "limited" : "");
+    cell(tr, fmt(r.cpu_us_per_order, 2));
     cell(tr, r.submissions); cell(tr, new Date(r.last_update * 1000).toLocaleTimeString());
     body.appendChild(tr);
   }

@@ -62,7 +62,7 @@ async function load() {
   summary.replaceChildren();
   for (const [k, v] of [["contestant", s.contestant || st.contestant], ["stage", s.status || st.stage],
     ["reason", s.reason || st.reason], ["final", s.final_range ? `${fmt(s.final)} (range over trials ${fmt(s.final_range[0])}–${fmt(s.final_range[1])})` : fmt(s.final)], ["latency", fmt(s.latency)],
-    ["throughput", fmt(s.throughput)], ["correctness", fmt(s.correctness)]]) {
+    ["throughput", fmt(s.throughput)], ["correctness", fmt(s.correctness)], ["scoring preset", s.scoring]]) {
     const p = document.createElement("p"); p.textContent = `${k}: ${v ?? "–"}`; summary.appendChild(p);
   }
   const m = data.metrics || {}, body = document.querySelector("#phases tbody");

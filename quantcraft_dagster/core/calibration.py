@@ -37,6 +37,10 @@ def figures(verdict: dict[str, Any], ceiling: float | None) -> dict[str, Any]:
         "final": verdict["scores"]["final"],
         "final_spread": round(hi - lo, 3),
         "correctness": verdict["scores"]["correctness"],
+        # Where the platform's own engine sits on the contest's scale (``preset_fit``).
+        "scoring": verdict["scoring"],
+        "latency": verdict["scores"]["latency"],
+        "throughput": verdict["scores"]["throughput"],
         "a_p99_us": phases["A"]["p99_us"],
         "c_p99_us": phases["C"]["p99_us"],
         "send_lag_p99_us": phases["C"]["send_lag_p99_us"],
@@ -68,4 +72,24 @@ def out_of_band(calibration: dict[str, Any], band: CalibrationBand) -> list[str]
         value = calibration.get(name)
         if value is None or (value > bound if side == "above" else value < bound):
             problems.append(f"{name} {value} {side} the band's {bound}")
+    return problems
+
+
+# The share of a component's scale the calibration engine may sit in and still leave room above
+# and below it: an engine twice as good, or a tenth as good, must still move the score.
+FIT_MARGIN = 5.0
+
+
+def preset_fit(calibration: dict[str, Any]) -> list[str]:
+    """How the scoring preset fails to fit this host: each component on which the platform's own
+    correct engine scores within ``FIT_MARGIN`` points of 0 or 100, where the scale stops telling
+    engines apart (the seed's curves on this judge: every correct engine ≈ 100). Empty: it fits."""
+    problems = []
+    for name in ("latency", "throughput"):
+        value = calibration.get(name)
+        if value is not None and not FIT_MARGIN < value < 100.0 - FIT_MARGIN:
+            problems.append(
+                f"the calibration engine scores {value:.2f} on {name} on the {calibration.get('scoring')}"
+                " preset: the scale saturates on this host (docs/scoring.md, choosing a preset)"
+            )
     return problems

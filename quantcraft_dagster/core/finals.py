@@ -24,8 +24,6 @@ from .verdict import fully_correct
 CONFIDENCE = 0.95
 RESAMPLES = 10_000
 SEED = 7  # fixed: the published table must be reproducible from its samples
-# Where the ``final_standings`` asset's value lives (its IO manager's layout): the leaderboard and
-# ``quantcraft finals`` read the final table there.
 
 T = TypeVar("T")
 
@@ -155,6 +153,9 @@ def run_record(round_: int, finalist: Mapping[str, Any], verdict: Mapping[str, A
         "fully_correct": fully_correct(sum(p["exact"] for p in phases.values()), orders),
         "cpu_us_per_order": phases.get("B", {}).get("cpu_us_per_order"),
         "trace_id": verdict.get("trace_id"),  # the finals' one set: the same for every judging
+        # What the final derives from, so another scoring preset scores it again (``rescored``).
+        "scoring": verdict.get("scoring"),
+        "trial_sets": verdict.get("trial_sets"),
     }
 
 

@@ -1,28 +1,61 @@
-"""Scoring with the seed's curves and weights, all constants in one config object."""
+"""Scoring: the seed's curves and weights on a named scale (a preset), and the figures a score is
+derived from, so a stored judging is scored again under another preset without judging again.
+
+Two presets ship (``PRESETS``): ``seed`` is the seed's formula and constants exactly; ``contest``
+(the default) keeps the seed's shape and weights with reference points set to the range this
+judge measures (docs/scoring.md gives the measurements and the reasoning).
+"""
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from .metrics import PhaseMetrics
 
 
 @dataclass(frozen=True, slots=True)
 class ScoringConfig:
-    """Seed defaults; an organiser may change any of them for a contest."""
+    """One scale. The defaults are the seed's; ``PRESETS`` names the scales a contest picks from.
 
+    Latency ``ceiling − slope·log10(max(1, p99 / latency_ref_us))`` (at least 0), throughput
+    ``100·(1 − e^(−k·TPS))``, correctness ``100 × exact / orders``.
+    """
+
+    name: str = "seed"
     latency_weight: float = 0.4
     throughput_weight: float = 0.3
     correctness_weight: float = 0.3
     latency_ceiling: float = 100.0
-    latency_slope: float = 20.0  # points lost per decade of p99 in ms
+    latency_slope: float = 20.0  # points lost per decade of p99 above latency_ref_us
+    latency_ref_us: float = 1_000.0  # a p99 at or under it scores the ceiling
     throughput_k: float = 0.000032188  # 1 - e^(-k·TPS): ~50 points at 21,500 orders/s
     # Used only when a phase produced no measurement at all, never to hide a crash.
     default_p99_us: float = 1_500.0
     default_tps: float = 5_000.0
+
+
+SEED = ScoringConfig()
+# The contest scale: the seed's shape and weights, its reference points where this judge's figures
+# fall. Latency: 20 points per decade above 1 µs (no loopback round trip gets there), so a p99 of
+# 10 µs scores 80, 100 µs 60, 1 ms 40 and 100 ms 0, and 10 % more p99 costs 0.8 points anywhere on
+# the scale. Throughput: 50 points at 693k orders/s (k = 1e-6), so the example engine's phase B
+# (2–3M orders/s with the native load generator) sits near 90 and an engine doing 10 µs of work
+# per order (under 100k orders/s) near 9. Fitted in docs/scoring.md ("The contest preset").
+CONTEST = replace(SEED, name="contest", latency_ref_us=1.0, throughput_k=1e-6)
+PRESETS: dict[str, ScoringConfig] = {cfg.name: cfg for cfg in (CONTEST, SEED)}
+DEFAULT_PRESET = CONTEST.name
+
+
+def preset(name: str) -> ScoringConfig:
+    """The named scale; an unknown name is an error that lists the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown scoring preset {name!r}: use one of {', '.join(PRESETS)}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +70,12 @@ class Scores:
 
 
 def latency_score(p99_us: float | None, cfg: ScoringConfig) -> float:
-    """``max(0, 100 − 20·log10(max(1, p99_ms)))``; an unbounded p99 scores 0."""
+    """``max(0, ceiling − slope·log10(max(1, p99 / ref)))``; an unbounded p99 scores 0."""
     p99 = cfg.default_p99_us if p99_us is None else p99_us
     if math.isinf(p99) or math.isnan(p99):
         return 0.0
-    return max(0.0, cfg.latency_ceiling - cfg.latency_slope * math.log10(max(1.0, p99 / 1_000.0)))
+    decades = math.log10(max(1.0, p99 / cfg.latency_ref_us))
+    return max(0.0, cfg.latency_ceiling - cfg.latency_slope * decades)
 
 
 def throughput_score(tps: float | None, cfg: ScoringConfig) -> float:
@@ -71,20 +105,49 @@ def score(
     return Scores(lat, thr, cor, final)
 
 
-def score_phases(
-    phases: Mapping[str, PhaseMetrics], exact: int, orders: int, cfg: ScoringConfig | None = None
-) -> Scores:
-    """Which phase feeds which score: p99 from phase C, orders/s from phase B.
+@dataclass(frozen=True, slots=True)
+class TrialSet:
+    """What one trial set is scored from: p99 of a phase C trial, orders/s of a phase B trial and
+    the exact reports of every phase in the set. ``None`` means the phase measured nothing (absent
+    from the profile, or no orders): the scale's default applies; a phase that ran keeps whatever
+    it measured, zero and unbounded included."""
 
-    A phase absent from the profile (or with no orders) measured nothing, so the seed default
-    applies; a phase that ran keeps whatever it measured, zero and unbounded included.
-    """
+    p99_us: float | None
+    orders_per_s: float | None
+    exact: int
+    orders: int
 
-    def measured(phase: str, attr: str) -> float | None:
-        m = phases.get(phase)
+    def to_obj(self) -> list[Any]:
+        """JSON: an unbounded p99 as the string "inf" (JSON has no infinity; null means unmeasured)."""
+        p99 = "inf" if self.p99_us is not None and math.isinf(self.p99_us) else self.p99_us
+        return [p99, self.orders_per_s, self.exact, self.orders]
+
+    @classmethod
+    def from_obj(cls, obj: Sequence[Any]) -> TrialSet:
+        p99, tps, exact, orders = obj
+        return cls(None if p99 is None else float(p99), tps, int(exact), int(orders))
+
+
+def trial_sets(trials: Mapping[str, Sequence[PhaseMetrics]]) -> list[TrialSet]:
+    """Phase A with the i-th trial of B and of C, for every i. A phase with fewer trials than the
+    others (the engine failed and the judge stopped early) lends its last trial to the remaining
+    sets."""
+
+    def measured(m: PhaseMetrics | None, attr: str) -> float | None:
         return None if m is None or m.orders == 0 else getattr(m, attr)
 
-    return score(measured("C", "p99_us"), measured("B", "orders_per_s"), exact, orders, cfg)
+    sets = []
+    for i in range(max((len(runs) for runs in trials.values()), default=0) or 1):
+        chosen = {phase: runs[min(i, len(runs) - 1)] for phase, runs in trials.items() if runs}
+        sets.append(
+            TrialSet(
+                measured(chosen.get("C"), "p99_us"),
+                measured(chosen.get("B"), "orders_per_s"),
+                sum(m.exact for m in chosen.values()),
+                sum(m.orders for m in chosen.values()),
+            )
+        )
+    return sets
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,21 +162,11 @@ class ScoredTrials:
         return {k: [round(lo, 3), round(hi, 3)] for k, (lo, hi) in self.ranges.items()}
 
 
-def score_trials(trials: Mapping[str, list[PhaseMetrics]], cfg: ScoringConfig | None = None) -> ScoredTrials:
-    """Score every trial set (phase A with the i-th trial of B and of C) with the seed formula,
-    then take the median of each component; the final score is the seed formula of those medians.
-
-    A phase with fewer trials than the others (the engine failed and the judge stopped early)
-    lends its last trial to the remaining sets.
-    """
+def score_sets(sets: Sequence[TrialSet], cfg: ScoringConfig | None = None) -> ScoredTrials:
+    """Score every trial set with the scale's formula, then take the median of each component; the
+    final score is the formula of those medians."""
     cfg = cfg or ScoringConfig()
-    sets = max((len(runs) for runs in trials.values()), default=0) or 1
-    per_trial = []
-    for i in range(sets):
-        chosen = {phase: runs[min(i, len(runs) - 1)] for phase, runs in trials.items() if runs}
-        exact = sum(m.exact for m in chosen.values())
-        orders = sum(m.orders for m in chosen.values())
-        per_trial.append(score_phases(chosen, exact, orders, cfg))
+    per_trial = [score(t.p99_us, t.orders_per_s, t.exact, t.orders, cfg) for t in sets]
     lat, thr, cor = (
         statistics.median(getattr(s, name) for s in per_trial)
         for name in ("latency", "throughput", "correctness")
@@ -125,6 +178,29 @@ def score_trials(trials: Mapping[str, list[PhaseMetrics]], cfg: ScoringConfig | 
         values = [getattr(s, name) for s in per_trial] + [getattr(scores, name)]
         ranges[name] = (min(values), max(values))
     return ScoredTrials(scores, ranges, per_trial)
+
+
+def score_trials(
+    trials: Mapping[str, Sequence[PhaseMetrics]], cfg: ScoringConfig | None = None
+) -> ScoredTrials:
+    """The trial sets of a judging's counted runs (``trial_sets``), scored (``score_sets``)."""
+    return score_sets(trial_sets(trials), cfg)
+
+
+def rescored(record: Mapping[str, Any], cfg: ScoringConfig) -> dict[str, Any]:
+    """A stored score record (the ``score`` asset's, a finals run's) on the scale ``cfg``: its
+    components, final and final range derived again from its trial sets. A record without trial
+    sets (written before they were stored, or rejected before any trial) keeps its scores."""
+    sets = record.get("trial_sets")
+    if not sets:
+        return dict(record)
+    scored = score_sets([TrialSet.from_obj(t) for t in sets], cfg)
+    return {
+        **record,
+        **scored.scores.to_obj(),
+        "final_range": scored.ranges_obj()["final"],
+        "scoring": cfg.name,
+    }
 
 
 RANKING_POLICIES = ("correct_first", "composite")

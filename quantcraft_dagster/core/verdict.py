@@ -14,7 +14,7 @@ import numpy as np
 
 from .check import Divergence, PhaseCheck
 from .metrics import PhaseMetrics
-from .scoring import Scores, ScoringConfig, score_trials
+from .scoring import SEED, Scores, ScoringConfig, TrialSet, score_sets, trial_sets
 from .trial import summarize
 
 FINISHED, FAILED, REJECTED = "finished", "failed", "rejected"
@@ -56,6 +56,9 @@ class Verdict:
     profile: str = ""
     traces: str = ""  # "public" (published seeds) or "official" (organiser-held seeds)
     scores: Scores | None = None
+    scoring: str = ""  # the scale's name (``core.scoring.PRESETS``)
+    # What the scores derive from: any scale scores them again without judging again.
+    trial_sets: list[TrialSet] = field(default_factory=list)
     scores_range: dict[str, list[float]] = field(default_factory=dict)
     phases: dict[str, PhaseMetrics] = field(default_factory=dict)
     trials: dict[str, list[PhaseMetrics]] = field(default_factory=dict)
@@ -84,6 +87,8 @@ class Verdict:
             "profile": self.profile,
             "traces": self.traces,
             "scores": self.scores.to_obj() if self.scores else None,
+            "scoring": self.scoring,
+            "trial_sets": [t.to_obj() for t in self.trial_sets],
             "scores_range": self.scores_range,
             "phases": {name: self._phase_obj(name, m) for name, m in self.phases.items()},
             "book_match": self.book_match,
@@ -133,7 +138,9 @@ def decide(
     trials: dict[str, list[PhaseMetrics]] = {}
     for o in outcomes:
         trials.setdefault(o.phase, []).append(o.metrics)
-    scored = score_trials(trials, cfg)
+    cfg = cfg or SEED
+    sets = trial_sets(trials)
+    scored = score_sets(sets, cfg)
     orders = sum(o.check.orders for o in outcomes)
     exact = sum(o.check.exact_count for o in outcomes)
     fills_expected = sum(o.check.fills_expected for o in outcomes)
@@ -158,6 +165,8 @@ def decide(
         reason=reason,
         profile=profile,
         scores=scored.scores,
+        scoring=cfg.name,
+        trial_sets=sets,
         scores_range=scored.ranges_obj(),
         phases={phase: summarize(runs) for phase, runs in trials.items()},
         trials=trials,

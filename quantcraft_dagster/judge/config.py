@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import settings
 from ..core import protocol
-from ..core.scoring import ScoringConfig
+from ..core.scoring import DEFAULT_PRESET, ScoringConfig, preset
 from ..core.trial import ValidityConfig
 from .cpus import split_cpus
 from .sandbox import SandboxLimits
@@ -26,7 +26,7 @@ class JudgeConfig:
     loadgen_cpus: tuple[int, ...] = field(default_factory=lambda: split_cpus()[1])
     memory_bytes: int = protocol.MEMORY_BYTES
     pids: int = protocol.PIDS
-    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    scoring: ScoringConfig = field(default_factory=lambda: preset(DEFAULT_PRESET))
     validity: ValidityConfig = field(default_factory=ValidityConfig)
     trials: int | None = None  # trials of phases B and C; None: the profile's
     # Freeze the platform's services during timed trials when they share this host's CPUs (one

@@ -19,7 +19,7 @@ from assets.calibration import (
     calibration_schedule,
 )
 from assets.partitions import judge_slots
-from quantcraft_dagster.core.calibration import CalibrationBand, out_of_band
+from quantcraft_dagster.core.calibration import CalibrationBand, out_of_band, preset_fit
 from quantcraft_dagster.judge.cpus import split_cpus
 from quantcraft_dagster.lifecycle import SLOT_METADATA, VERDICT_ASSET
 from resources import JudgingResource, SandboxResource, ScoringResource
@@ -88,6 +88,15 @@ def test_band_names_every_figure_outside_it():
     assert out_of_band({"valid": False, "reason": "no valid trial"}, CalibrationBand()) == [
         "no valid calibration: no valid trial"
     ]
+
+
+def test_the_preset_fits_when_the_reference_engine_leaves_room_on_each_component():
+    on_scale = {"valid": True, "scoring": "contest", "latency": 64.0, "throughput": 60.0}
+    assert preset_fit(on_scale) == []
+    saturated = {**on_scale, "scoring": "seed", "latency": 100.0, "throughput": 99.99}
+    problems = preset_fit(saturated)
+    assert len(problems) == 2 and all("seed preset" in p and "saturates" in p for p in problems)
+    assert preset_fit({**on_scale, "throughput": 1.0}) != []  # at the bottom: nothing below it
 
 
 def test_a_slot_is_calibrated_on_its_own_host_or_not_at_all():

@@ -9,7 +9,7 @@ import dagster as dg
 import orjson
 import pytest
 
-from assets.finals import final_standings
+from assets.finals import final_standings, finals_judgings
 from assets.standings import standings
 from assets.traces import finals_expected_reports, finals_trace
 from quantcraft_dagster import lifecycle
@@ -58,10 +58,10 @@ def test_finals_rejudge_the_top_and_their_ties_round_robin_correct_engine_first(
                 dg.AssetMaterialization(lifecycle.SCORE_ASSET, partition=partition, metadata=metadata)
             )
         result = dg.materialize(
-            [standings, finals_trace, finals_expected_reports, final_standings],
+            [standings, finals_trace, finals_expected_reports, finals_judgings, final_standings],
             instance=instance,
             resources=res,
-            run_config={"ops": {"final_standings": {"config": {"top": 2, "repeat": 2}}}},
+            run_config={"ops": {"finals_judgings": {"config": {"top": 2, "repeat": 2}}}},
         )
     assert result.success
     value = result.output_for_node("final_standings")

@@ -104,5 +104,6 @@ def test_the_lineage_is_the_data_flow_binary_and_trace_to_answers_to_judging():
     assert parents["expected_reports"] == {"official_trace"}
     assert {"submission_binary", "official_trace", "expected_reports"} <= parents["verdict"]
     assert parents["finals_expected_reports"] == {"finals_trace"}
-    assert {"finals_trace", "finals_expected_reports", "standings"} <= parents["final_standings"]
-    assert not parents["final_standings"] & {"official_trace", "expected_reports"}
+    assert {"finals_trace", "finals_expected_reports", "standings"} <= parents["finals_judgings"]
+    assert not parents["finals_judgings"] & {"official_trace", "expected_reports"}
+    assert parents["final_standings"] == {"finals_judgings"}  # scored again without judging again

@@ -12,6 +12,7 @@ from starlette.testclient import TestClient
 from bench.upload_bench import ELF_HEADER
 from leaderboard_app.app import create_app
 from quantcraft_dagster import lifecycle
+from quantcraft_dagster.core.scoring import TrialSet
 
 from .conftest import report_score, run_failing_judgement
 
@@ -73,6 +74,34 @@ def test_leaderboard_ranks_best_score_per_contestant(client, instance):
         (1, True, "alice", 90.0, 2),
         (1, True, "bob", 90.0, 1),
     ]
+
+
+def test_the_board_shows_what_decides_the_order_on_the_preset_in_use(home, bucket, instance, monkeypatch):
+    """CPU µs per order and "≥" for a client-limited rate beside the scores, the preset named; a
+    score stored with trial sets is read on the configured preset (here the seed's)."""
+    monkeypatch.setenv("QUANTCRAFT_SCORING", "seed")
+    app = create_app(dagster_home=str(home), bucket=bucket, dagster_url="http://dagster.test")
+    with TestClient(app) as seed_client:
+        metadata = {
+            "partition": "alice-1", "contestant": "alice", "status": "finished", "reason": "ok",
+            "final": 1.0, "uploaded_at": 1.0, "p99_us": 40.0, "orders_per_s": 7_000_000.0,
+            "client_limited": True, "cpu_us_per_order": 0.35, "scoring": "contest",
+            "trial_sets": [TrialSet(40.0, 7_000_000.0, 100, 100).to_obj()],
+        }  # fmt: skip
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(asset_key=lifecycle.SCORE_ASSET, partition="alice-1", metadata=metadata)
+        )
+        deadline = time.monotonic() + 5
+        while not (data := seed_client.get("/api/leaderboard").json())["leaderboard"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        (row,) = data["leaderboard"]
+        assert data["scoring"] == "seed" and row["final"] == pytest.approx(100.0, abs=1e-3)
+        assert row["client_limited"] is True and row["cpu_us_per_order"] == 0.35
+        page = seed_client.get("/").text
+        assert "<strong>seed</strong> preset" in page and "<th>CPU µs/order</th>" in page
+        submission = seed_client.get("/api/submissions/alice-1").json()
+        assert submission["score"]["scoring"] == "seed"
 
 
 def test_private_details_need_the_owners_token(client, instance, bucket, tokens):

@@ -33,7 +33,8 @@ def finals_value() -> dict:
             runs.append(run_record(r, row, verdict))
     return {
         "at": "2025-01-01T00:00:00+00:00", "profile": "quick", "policy": "correct_first",
-        "top": 2, "repeat": 2, "confidence": CONFIDENCE, "standings": final_table(chosen, runs), "runs": runs,
+        "scoring": "contest", "top": 2, "repeat": 2, "confidence": CONFIDENCE,
+        "standings": final_table(chosen, runs), "runs": runs,
     }  # fmt: skip
 
 

@@ -112,7 +112,7 @@ def sensor_burst() -> None:
         client = resource.client()
         for i in range(1_000):
             client.put_bytes(keys.submission(f"c{i % 50:03d}", f"engine-{i:04d}"), b"x")
-        sensor = defs.get_sensor_def("submission_sensor")
+        sensor = defs().get_sensor_def("submission_sensor")
         with dg.instance_for_test() as instance:
             start = time.perf_counter()
             with dg.build_sensor_context(instance=instance, resources={"bucket": resource}) as ctx:

@@ -211,7 +211,7 @@ def _finals_in_process(run_config: dict) -> bool:
     from .definitions import defs
 
     with DagsterInstance.from_config(str(services.dagster_home())) as instance:
-        job = defs.resolve_job_def(finals_job.name)
+        job = defs().resolve_job_def(finals_job.name)
         return job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False).success
 
 

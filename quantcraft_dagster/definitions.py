@@ -38,9 +38,6 @@ from sensors import REJECTED_UPLOADS, build_standings_sensor, build_submission_s
 from sensors.requeue import build_requeue_sensor
 from sensors.rescore import build_rescore_sensor
 
-configured = current()
-bucket = BucketResource.from_settings(configured)
-
 judge_job = dg.define_asset_job(
     JOB_NAME,
     selection=dg.AssetSelection.assets(
@@ -63,38 +60,13 @@ final_table_job = dg.define_asset_job(
     description="Rank the finals' judgings again on the current scoring preset, judging nothing",
 )
 
-defs = dg.Definitions(
-    # Every other job in one process too: on a scale-out judge host a run executes inside a Celery
-    # worker's pool process, which may not start multiprocessing children (the default executor).
-    executor=dg.in_process_executor,
-    assets=[
-        official_trace,
-        expected_reports,
-        finals_trace,
-        finals_expected_reports,
-        submission_binary,
-        judging,
-        metrics,
-        correctness,
-        score,
-        standings,
-        finals_judgings,
-        final_standings,
-        calibration,
-        dg.AssetSpec(LIFECYCLE_ASSET, description="Lifecycle of each submission (observations only)"),
-        dg.AssetSpec(REJECTED_UPLOADS, description="Uploads whose key is not submissions/<id>/<file>"),
-    ],
-    asset_checks=[calibration_in_band, preset_fits_the_host, no_judging_waiting],
-    jobs=[judge_job, standings_job, final_table_job, calibration_job, finals_job],
-    schedules=[calibration_schedule],
-    sensors=[
-        build_submission_sensor(judge_job),
-        build_standings_sensor(standings_job),
-        calibration_every_n_judgings,
-        build_requeue_sensor(judge_job, calibration_job),
-        build_rescore_sensor(standings_job, final_table_job),
-    ],
-    resources={
+
+def resources() -> dict[str, object]:
+    """The resources as the environment configures them now (``settings``), secrets as
+    ``dg.EnvVar`` names: read when the code location loads, never at import."""
+    configured = current()
+    bucket = BucketResource.from_settings(configured)
+    return {
         "bucket": bucket,
         "io_manager": BucketJSONIOManager(bucket=bucket),
         "trace_io_manager": TraceIOManager(bucket=bucket),
@@ -108,8 +80,46 @@ defs = dg.Definitions(
         ),
         "duckdb": DuckDBResource(),
         "scoring": ScoringResource(),
-    },
-)
+    }
+
+
+@dg.definitions
+def defs() -> dg.Definitions:
+    """The code location (``-m quantcraft_dagster.definitions -a defs``), loaded by Dagster's tools
+    when they load the location: the environment is read then, not when this module is imported."""
+    return dg.Definitions(
+        # Every other job in one process too: on a scale-out judge host a run executes inside a Celery
+        # worker's pool process, which may not start multiprocessing children (the default executor).
+        executor=dg.in_process_executor,
+        assets=[
+            official_trace,
+            expected_reports,
+            finals_trace,
+            finals_expected_reports,
+            submission_binary,
+            judging,
+            metrics,
+            correctness,
+            score,
+            standings,
+            finals_judgings,
+            final_standings,
+            calibration,
+            dg.AssetSpec(LIFECYCLE_ASSET, description="Lifecycle of each submission (observations only)"),
+            dg.AssetSpec(REJECTED_UPLOADS, description="Uploads whose key is not submissions/<id>/<file>"),
+        ],
+        asset_checks=[calibration_in_band, preset_fits_the_host, no_judging_waiting],
+        jobs=[judge_job, standings_job, final_table_job, calibration_job, finals_job],
+        schedules=[calibration_schedule],
+        sensors=[
+            build_submission_sensor(judge_job),
+            build_standings_sensor(standings_job),
+            calibration_every_n_judgings,
+            build_requeue_sensor(judge_job, calibration_job),
+            build_rescore_sensor(standings_job, final_table_job),
+        ],
+        resources=resources(),
+    )
 
 
 def prepare_judging() -> None:
@@ -117,4 +127,4 @@ def prepare_judging() -> None:
     judging slots, each a ``judge_slots`` partition, each freshly calibrated here, on its own CPUs.
     Official traces are not made here: each judging makes its own, the finals job the finals' set."""
     with dg.DagsterInstance.get() as instance:
-        calibrate_host(instance, defs.resources)
+        calibrate_host(instance, resources())

@@ -38,6 +38,20 @@ def test_workspace_loads_with_dagster_cli(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_no_setting_is_read_at_import_only_when_the_location_loads():
+    """A broken setting breaks loading the code location, with its name, never importing a module:
+    the environment is read when Dagster loads the location (``@dg.definitions``)."""
+    code = (
+        "import quantcraft_dagster.definitions as d, leaderboard_app.app, quantcraft_dagster.cli\n"
+        "print('imported')\n"
+        "d.defs()\n"
+    )
+    env = {"PATH": "/usr/bin:/bin", "QUANTCRAFT_SCORING": "bogus"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.stdout == "imported\n", proc.stderr
+    assert proc.returncode != 0 and "unknown scoring preset 'bogus'" in proc.stderr
+
+
 @pytest.fixture
 def resources(tmp_path):
     bucket = BucketResource(backend="local", root=str(tmp_path / "bucket"))

@@ -95,7 +95,7 @@ def test_the_finals_share_one_set_apart_from_every_judging(resources):
 
 
 def test_the_lineage_is_the_data_flow_binary_and_trace_to_answers_to_judging():
-    graph = defs.resolve_asset_graph()
+    graph = defs().resolve_asset_graph()
     parents = {
         key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
         for key in graph.get_all_asset_keys()

@@ -26,7 +26,7 @@ def resource(request, tmp_path):
 
 def tick(instance, resource, cursor=None):
     """One sensor evaluation, with its partition requests applied as the daemon would."""
-    sensor = defs.get_sensor_def("submission_sensor")
+    sensor = defs().get_sensor_def("submission_sensor")
     with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"bucket": resource}) as ctx:
         result = sensor(ctx)
     for request in result.dynamic_partitions_requests:

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, get_type_hints
 
+from .core.cpuset import parse_cpu_list
 from .core.limits import UploadLimits
 from .core.scoring import DEFAULT_PRESET, PRESETS, ScoringConfig, preset
 from .core.trial import ValidityConfig
-from .judge.cpus import parse_cpu_list
 
 PROJECT = Path(__file__).resolve().parent.parent
 

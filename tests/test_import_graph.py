@@ -54,3 +54,9 @@ def test_the_check_sees_lazy_imports(tmp_path):
         assert {"socket", "quantcraft_dagster.judge", "quantcraft_dagster.judge.judging"} <= imports(probe)
     finally:
         probe.unlink()
+
+
+def test_settings_know_only_the_core():
+    """Settings parse the environment with the core's rules; they never load the judge."""
+    found = imports(PACKAGE / "settings.py")
+    assert not {m for m in found if m.startswith("quantcraft_dagster.judge")}, found

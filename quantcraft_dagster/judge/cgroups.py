@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import protocol
-from .cpus import parse_cpu_list
+from ..core.cpuset import parse_cpu_list
 
 ROOT = Path("/sys/fs/cgroup")
 PARENT = "quantcraft"

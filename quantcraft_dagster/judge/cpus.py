@@ -13,6 +13,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..core.cpuset import parse_cpu_list
+
 
 def online_cpus() -> list[int]:
     """The host's CPUs, not this process's affinity (a pinned Dagster worker must not shrink them)."""
@@ -21,15 +23,6 @@ def online_cpus() -> list[int]:
     except OSError:
         return list(range(os.cpu_count() or 1))
     return parse_cpu_list(text)
-
-
-def parse_cpu_list(text: str) -> list[int]:
-    """The kernel's CPU list format (``0-3,6``), as /sys and cpusets write it."""
-    cpus: list[int] = []
-    for part in text.strip().split(","):
-        first, _, last = part.partition("-")
-        cpus.extend(range(int(first), int(last or first) + 1))
-    return cpus
 
 
 def split_cpus(cpus: list[int] | None = None) -> tuple[tuple[int, ...], tuple[int, ...]]:

@@ -7,16 +7,15 @@ and afterwards no engine container or volume may remain.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from pathlib import Path
 
 import pytest
 
 from quantcraft_dagster.judge import judging
 from quantcraft_dagster.judge.docker_sandbox import DockerSandbox
-from quantcraft_dagster.judge.sandbox import NOBODY, SandboxLimits
+from quantcraft_dagster.judge.sandbox import SandboxLimits
 from tests.docker_env import docker_client, sandbox_image, sandbox_leftovers  # noqa: F401 (fixtures)
+from tests.judge.helpers import docker_engine_processes
 
 BOTH_BACKENDS = {"tests.judge.test_hostile", "tests.judge.test_judging"}
 
@@ -48,16 +47,5 @@ def sandbox_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     # exiting): the next test, often a bubblewrap judging of its own, starts once that is over,
     # so one test's cleanup is never timed in another's trials.
     deadline = time.monotonic() + 15
-    while _docker_engine_processes() and time.monotonic() < deadline:
+    while docker_engine_processes() and time.monotonic() < deadline:
         time.sleep(0.2)
-
-
-def _docker_engine_processes() -> list[int]:
-    """Processes of the sandbox user still inside a Docker container's cgroup."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError):
-                if proc.stat().st_uid == NOBODY and "docker" in (proc / "cgroup").read_text():
-                    found.append(int(proc.name))
-    return found

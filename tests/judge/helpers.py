@@ -16,12 +16,9 @@ from quantcraft_dagster.judge.sandbox import NOBODY
 FAST = JudgeConfig(profile="quick", health_timeout_s=3.0, report_timeout_s=2.0, phase_time_limit_s=10.0)
 
 
-def sandbox_processes() -> list[str]:
-    """Live processes of the sandbox user outside Docker containers, with their cgroups.
-
-    A Docker engine's processes belong to its container, whose removal the Docker backend's own
-    check asserts (``tests.docker_env.sandbox_leftovers``); the daemon may still be tearing a
-    removed container down while the next test runs. A zombie holds nothing: its parent reaps it."""
+def _sandbox_user_processes() -> list[tuple[int, str, str]]:
+    """(pid, ps line, cgroup file) of each live process of the sandbox user. A zombie holds
+    nothing (its parent reaps it): left out."""
     out = subprocess.run(["ps", "-o", "pid=,stat=,comm=", "-u", str(NOBODY)], capture_output=True, text=True)
     found = []
     for line in out.stdout.splitlines():
@@ -30,10 +27,27 @@ def sandbox_processes() -> list[str]:
             cgroups_of = Path(f"/proc/{pid}/cgroup").read_text()
         except OSError:
             continue  # gone meanwhile
-        if stat.startswith("Z") or "docker" in cgroups_of:
-            continue
-        found.append(f"{line.strip()} {cgroups_of.splitlines()[0] if cgroups_of else ''}")
+        if not stat.startswith("Z"):
+            found.append((int(pid), line.strip(), cgroups_of))
     return found
+
+
+def sandbox_processes() -> list[str]:
+    """Live processes of the sandbox user outside Docker containers, with their cgroups.
+
+    A Docker engine's processes belong to its container, whose removal the Docker backend's own
+    check asserts (``tests.docker_env.sandbox_leftovers``); the daemon may still be tearing a
+    removed container down while the next test runs (``docker_engine_processes``)."""
+    return [
+        f"{line} {cgroups_of.splitlines()[0] if cgroups_of else ''}"
+        for _, line, cgroups_of in _sandbox_user_processes()
+        if "docker" not in cgroups_of
+    ]
+
+
+def docker_engine_processes() -> list[int]:
+    """Processes of the sandbox user still inside a Docker container's cgroup."""
+    return [pid for pid, _, cgroups_of in _sandbox_user_processes() if "docker" in cgroups_of]
 
 
 def engine_cgroups() -> list[Path]:

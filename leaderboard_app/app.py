@@ -1,7 +1,7 @@
 """Starlette app: pages, JSON API, the live stream (WebSocket ``/ws``) and contestant uploads.
 
-Run: ``uvicorn leaderboard_app.app:app --port 8000`` (``quantcraft up`` does it). State comes
-only from the Dagster instance (``DAGSTER_HOME``) and the bucket; nothing is stored here.
+Run: ``uvicorn --factory leaderboard_app.app:app_factory --port 8000`` (``quantcraft up`` does it).
+State comes only from the Dagster instance (``DAGSTER_HOME``) and the bucket; nothing is stored here.
 """
 
 from __future__ import annotations

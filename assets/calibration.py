@@ -18,7 +18,7 @@ import orjson
 import sqlalchemy
 from dagster_celery.tags import DAGSTER_CELERY_QUEUE_TAG
 
-from assets.partitions import judge_slots
+from assets.partitions import JUDGE_SLOTS, judge_slots
 from quantcraft_dagster import settings
 from quantcraft_dagster.core.calibration import CalibrationBand, figures, out_of_band, preset_fit
 from quantcraft_dagster.judge.errors import InfrastructureError
@@ -88,7 +88,7 @@ def calibrate_host(instance: dg.DagsterInstance, resources: dict) -> list[str]:
     """Register this host's judging slots (``resources["sandbox"]``'s) as ``judge_slots``
     partitions and calibrate each, here and now, one after the other; returns their keys."""
     slots = resources["sandbox"].slot_keys()
-    instance.add_dynamic_partitions(judge_slots.name, slots)
+    instance.add_dynamic_partitions(JUDGE_SLOTS, slots)
     storage = instance.event_log_storage
     if JUDGING_POOL not in storage.get_concurrency_keys():
         # Dagster makes a pool's limit row on the pool's first use; on Postgres, when two hosts
@@ -122,7 +122,7 @@ def calibration_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRe
     now = context.scheduled_execution_time.timestamp()
     at = context.scheduled_execution_time.isoformat(timespec="minutes")
     requests = []
-    for slot in context.instance.get_dynamic_partitions(judge_slots.name):
+    for slot in context.instance.get_dynamic_partitions(JUDGE_SLOTS):
         latest = context.instance.fetch_materializations(
             dg.AssetRecordsFilter(asset_key=calibration.key, asset_partitions=[slot]), limit=1
         ).records
@@ -152,7 +152,7 @@ def calibration_every_n_judgings(context: dg.SensorEvaluationContext):
         )
         if entry is None:  # a binary refused before judging: no slot
             continue
-        slot = entry.value
+        slot = str(entry.value)
         seen[slot] = seen.get(slot, 0) + 1
         if seen[slot] >= JUDGINGS_PER_CALIBRATION:
             requests.append(calibration_request(slot, f"{slot}-after-{record.storage_id}"))

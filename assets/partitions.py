@@ -8,4 +8,5 @@ submissions = dg.DynamicPartitionsDefinition(name="submissions")
 
 # Keys are ``judge.slots.slot_key``s, added by a host when it prepares to judge (``quantcraft up``,
 # compose's ``prepare``, ``quantcraft worker``): each slot's calibration is a partition of its own.
-judge_slots = dg.DynamicPartitionsDefinition(name="judge_slots")
+JUDGE_SLOTS = "judge_slots"
+judge_slots = dg.DynamicPartitionsDefinition(name=JUDGE_SLOTS)

@@ -170,7 +170,7 @@ def judging(
     Only a failure of the judge itself is retried; an engine's crash is a verdict.
     """
     config = judging.config(sandbox, scoring)
-    columns = {name: [] for name in TELEMETRY_COLUMNS}
+    columns: dict[str, list] = {name: [] for name in TELEMETRY_COLUMNS}
     slot = None
     if not submission_binary["valid"]:
         verdict = rejected(submission_binary["reason"]).to_obj()
@@ -253,8 +253,11 @@ def metrics(
         for trial, figures in zip(np.unique(cols["trial"][in_phase]), judged.get("trials", []), strict=True):
             mask = in_phase & (cols["trial"] == trial)
             watched = figures.get("disturbed") is not None  # else: not watched order by order
+            intended, sent, recv = (cols[k][mask] for k in stamps)
             measured = phase_metrics(
-                *(cols[k][mask] for k in stamps),
+                intended,
+                sent,
+                recv,
                 np.asarray(cols["exact"][mask]),
                 interference=figures.get("interference"),
                 disturbed=disturbed[mask] if watched else None,
@@ -265,7 +268,12 @@ def metrics(
                 **summarize(runs).to_obj(),
                 "trials": [m.to_obj() for m in runs],
                 "invalid_trials": judged.get("invalid_trials", {"count": 0, "reasons": []}),
-                "curves": latency_curves(*(cols[k][in_phase] for k in stamps), disturbed[in_phase]),
+                "curves": latency_curves(
+                    cols["intended_ns"][in_phase],
+                    cols["sent_ns"][in_phase],
+                    cols["recv_ns"][in_phase],
+                    disturbed[in_phase],
+                ),
             }
     figures = (
         "p50_us", "p99_us", "service_p99_us", "send_lag_p99_us", "orders_per_s", "cpu_us_per_order",

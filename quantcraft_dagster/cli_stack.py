@@ -189,7 +189,9 @@ def _finals_on_stack(url: str, run_config: dict) -> bool:
     from assets.finals import finals_job
 
     where = urlsplit(url)
-    client = DagsterGraphQLClient(where.hostname, port_number=where.port, use_https=where.scheme == "https")
+    client = DagsterGraphQLClient(
+        where.hostname or "localhost", port_number=where.port, use_https=where.scheme == "https"
+    )
     run_id = client.submit_job_execution(finals_job.name, run_config=run_config)
     print(f"finals queued as run {run_id}: {url}/runs/{run_id}", file=sys.stderr)
     done = (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)

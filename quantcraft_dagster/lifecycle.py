@@ -149,7 +149,9 @@ class ReadModel:
     def _failed(self, record) -> SubmissionState | None:
         """A judging run that failed before its score asset wrote a verdict."""
         run = self.instance.get_run_by_id(record.event_log_entry.run_id)
-        partition = run.tags.get("dagster/partition") if run and run.job_name == JOB_NAME else None
+        if run is None or run.job_name != JOB_NAME:
+            return None
+        partition = run.tags.get("dagster/partition")
         if partition is None:
             return None
         state = self._state(partition)

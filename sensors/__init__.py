@@ -38,7 +38,7 @@ def _admit(
     if not subs:
         return []
     loads = judging_load(instance, since=subs[0].modified - limits.window_s)
-    admitted = []
+    admitted: list[tuple[Submission, Refusal | None, int | None]] = []
     for sub in subs:
         load = loads.setdefault(sub.contestant, Load())
         if sub.partition_key in load.partitions:
@@ -127,7 +127,9 @@ def build_submission_sensor(job) -> dg.SensorDefinition:
             )
         if requests:
             context.log.info(f"{len(requests)} new submission(s)")
-        partitions = [r.partition_key for r in requests] + [sub.partition_key for sub, _ in held]
+        partitions = [r.partition_key for r in requests if r.partition_key] + [
+            sub.partition_key for sub, _ in held
+        ]
         return dg.SensorResult(
             run_requests=requests,
             dynamic_partitions_requests=[submissions.build_add_request(partitions)] if partitions else [],

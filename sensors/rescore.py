@@ -22,8 +22,9 @@ def written_on(instance: dg.DagsterInstance, asset: dg.AssetKey) -> tuple[str | 
     records = instance.fetch_materializations(asset, limit=1, ascending=False).records
     if not records:
         return None
-    scoring = (records[0].asset_materialization.metadata or {}).get("scoring")
-    return (scoring.value if scoring else None), records[0].storage_id
+    event = records[0].asset_materialization
+    scoring = event.metadata.get("scoring") if event else None
+    return (str(scoring.value) if scoring else None), records[0].storage_id
 
 
 def build_rescore_sensor(standings_job, final_table_job) -> dg.SensorDefinition:

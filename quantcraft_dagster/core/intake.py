@@ -25,10 +25,16 @@ WINDOW_S = 600.0
 
 
 class Listed(Protocol):
-    key: str
-    etag: str
-    size: int
-    modified: float
+    """One object of a bucket listing, as any backend describes it (read-only)."""
+
+    @property
+    def key(self) -> str: ...
+    @property
+    def etag(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def modified(self) -> float: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -167,8 +167,11 @@ class ReadModel:
 
 def settled(state: SubmissionState) -> bool:
     """Whether nothing more happens to the submission unless something outside it changes: a
-    verdict or a failure, or a wait for a quiet judge."""
-    return state.stage in TERMINAL or state.stage == WAITING
+    verdict with its score written (the stage is observed just before the score), a judging run
+    that failed without one, or a wait for a quiet judge."""
+    if state.stage == WAITING:
+        return True
+    return state.stage in TERMINAL and (state.score is not None or state.failed_run is not None)
 
 
 def states(instance: dg.DagsterInstance) -> dict[str, SubmissionState]:

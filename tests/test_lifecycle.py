@@ -56,3 +56,14 @@ def test_a_poll_returns_only_what_changed_since_the_last(instance):
     assert [(change, s.stage, s.score["final"]) for change, s in model.poll()] == [
         ("score", "finished", 50.0)
     ]
+
+
+def test_a_verdict_settles_once_its_score_is_written(instance):
+    """The judging observes its final stage just before the score asset writes the score: a reader
+    between the two (``up --demo``'s wait) must not take the submission as judged yet."""
+    observe(instance, "finished")
+    assert not lifecycle.settled(lifecycle.states(instance)[PARTITION])
+    report_score(instance, PARTITION, "alice", 50.0)
+    assert lifecycle.settled(lifecycle.states(instance)[PARTITION])
+    run_failing_judgement(instance, "bob-20250101T000000-00000000")
+    assert lifecycle.settled(lifecycle.states(instance)["bob-20250101T000000-00000000"])

@@ -141,7 +141,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     if missing := unbuilt():
         sys.stderr.write(f"quantcraft up: {missing}\n")
         return USAGE_ERROR
-    cpus.background()  # it polls the instance while engines are judged
     svc = services.Services(port=args.port, leaderboard_port=args.leaderboard_port)
     try:
         with svc.supervised():  # SIGINT, SIGTERM, SIGHUP or a return: every service stops
@@ -154,7 +153,11 @@ def cmd_up(args: argparse.Namespace) -> int:
                 for contestant, variant in DEMO_ENGINES:
                     print(submit(contestant, build / variant, f"{variant}-engine"))
                 print(f"judging the example engines ({settings.current().profile} profile)...")
-                states = wait_settled(before + len(DEMO_ENGINES), timeout=args.timeout)
+                # The wait polls the instance while engines are judged: off the engines' CPUs and
+                # SCHED_IDLE for it, then back to normal, so a signal is acted on at once however
+                # busy the host (the services are SCHED_IDLE from their start: services.py).
+                with cpus.in_background():
+                    states = wait_settled(before + len(DEMO_ENGINES), timeout=args.timeout)
                 _print_status(states, _status_rows()[1], svc.url)
                 if args.exit:
                     return 0

@@ -130,28 +130,43 @@ def disturbed_orders(
     return mask & answered
 
 
+def judge_late(m: PhaseMetrics, target_rate: float | None, cfg: ValidityConfig) -> bool:
+    """An open-loop trial in which the judge fell behind its own schedule: it sent late, or off
+    its rate. (In a closed loop the judge sends when the engine lets it: its pace is the engine's.)"""
+    if not target_rate or m.send_lag_p99_us is None:
+        return False
+    off_rate = m.send_rate is not None and abs(m.send_rate / target_rate - 1) > cfg.max_rate_error
+    return m.send_lag_p99_us > cfg.max_send_lag_p99_us or off_rate
+
+
+def disturbed(m: PhaseMetrics, target_rate: float | None, cfg: ValidityConfig) -> bool:
+    """The judge fell behind, or other work kept the engine off its CPUs, beyond the bounds."""
+    return judge_late(m, target_rate, cfg) or interfered(m, cfg)
+
+
 def invalid_reason(
-    m: PhaseMetrics, target_rate: float | None, cfg: ValidityConfig, own_interference: bool = False
+    m: PhaseMetrics, target_rate: float | None, cfg: ValidityConfig, own_disturbance: bool = False
 ) -> str | None:
     """Why the judge cannot vouch for this trial, or None when it counts.
 
-    An open-loop trial is invalid when the judge sent late or off its rate (in a closed loop the
-    judge sends when the engine lets it, so its pace is the engine's); any timed trial is invalid
-    when other work kept the engine off its CPUs, unless the judge has shown that work is the
-    engine's own (``own_interference``: a control trial of the reference engine ran clean on
-    this host). The judge's own lateness is named first: it also counts among the orders held up.
+    An open-loop trial is invalid when the judge sent late or off its rate (``judge_late``); any
+    timed trial is invalid when other work kept the engine off its CPUs (``interfered``), unless
+    the judge has shown that the disturbance is the engine's own (``own_disturbance``: control
+    trials of the reference engine ran clean on this host and the engine, run between them, was
+    disturbed again): the engine's processes made the judge late or took its own CPUs, and the
+    trial counts with every order charged to it. The judge's own lateness is named first: it also
+    counts among the orders held up.
     """
-    if target_rate and m.send_lag_p99_us is not None:
-        if m.send_lag_p99_us > cfg.max_send_lag_p99_us:
+    if own_disturbance:
+        return None
+    if judge_late(m, target_rate, cfg):
+        if m.send_lag_p99_us is not None and m.send_lag_p99_us > cfg.max_send_lag_p99_us:
             return (
                 f"judge sent late: send-lag p99 {m.send_lag_p99_us:,.0f} µs over the "
                 f"{cfg.max_send_lag_p99_us:,.0f} µs bound"
             )
-        if m.send_rate is not None and abs(m.send_rate / target_rate - 1) > cfg.max_rate_error:
-            return (
-                f"judge missed its rate: {m.send_rate:,.0f} orders/s sent for a target of {target_rate:,.0f}"
-            )
-    if interfered(m, cfg) and not own_interference:
+        return f"judge missed its rate: {m.send_rate:,.0f} orders/s sent for a target of {target_rate:,.0f}"
+    if interfered(m, cfg):
         if m.disturbed is not None:
             return (
                 f"host or judge held up {m.disturbed / m.orders:.1%} of the orders,"

@@ -40,6 +40,17 @@ def background(cpus: tuple[int, ...] | None = None) -> None:
     os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
 
+@contextlib.contextmanager
+def in_background() -> Iterator[None]:
+    """``background`` for the block, then this thread's affinity and normal scheduling again."""
+    before = os.sched_getaffinity(0)
+    background()
+    try:
+        yield
+    finally:
+        foreground(tuple(before))
+
+
 def foreground(cpus: tuple[int, ...] | None = None) -> None:
     """Normal scheduling at nice 0 (needs root to leave SCHED_IDLE or lower a nice value)."""
     if cpus:

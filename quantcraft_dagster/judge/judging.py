@@ -15,7 +15,7 @@ from ..core.binary import MAX_BINARY_BYTES, Rejected, validate
 from ..core.bundle import PhaseBundle, trace_id
 from ..core.telemetry import Telemetry
 from ..core.trial import (
-    interfered,
+    disturbed,
     invalid_reason,
 )
 from ..core.verdict import PhaseOutcome, Verdict, decide, rejected
@@ -133,11 +133,12 @@ class _Judging:
 
     def control_runs_clean(self, bundle: PhaseBundle) -> bool:
         """Run the judge's reference engine on the same phase, now: when nothing keeps it off its
-        CPUs, the host is quiet and what kept the contestant's engine off them, trial after trial,
-        is the engine's own doing (kernel work it causes: a fork bomb's process churn measured
-        5–6 % of its replays). Its trials then count; the verdict records the control. The control
-        gets a second run when its first is disturbed: work the contestant's engine left behind
-        (Docker still copying a stderr flood's logs) took 9 % of a control replay run right after."""
+        CPUs and the judge keeps its schedule, the host is quiet, and what disturbed the
+        contestant's trials, trial after trial, is the engine's own doing (kernel work it causes: a
+        fork bomb's process churn takes its CPUs and, through the kernel, makes the judge late).
+        Its trials then count; the verdict records the control. The control gets a second run when
+        its first is disturbed: work the contestant's engine left behind (Docker still copying a
+        stderr flood's logs) took 9 % of a control replay run right after."""
         control = self.config.control_engine
         if control is None or not control.exists():
             self.not_own = "no reference engine to control with"
@@ -145,20 +146,21 @@ class _Judging:
         for _ in range(2):
             result, engine_exit = run_phase(self.sandbox, control, bundle, self.config, None, timed=True)
             m = phase_outcome(bundle.spec.phase, bundle, result, engine_exit, self.config.validity).metrics
-            if m.interference is not None and not interfered(m, self.config.validity):
+            if m.interference is not None and not disturbed(m, bundle.spec.rate, self.config.validity):
                 self.own_interference = m.interference
                 return True
-        shown = "unmeasured" if m.interference is None else f"{m.interference:.2%}"
-        self.not_own = f"the reference engine was kept off its CPUs too ({shown})"
+        why = invalid_reason(m, bundle.spec.rate, self.config.validity) or "its interference unmeasured"
+        self.not_own = f"the reference engine's trial was disturbed too: {why}"
         return False
 
-    def interference_follows_the_engine(self, phase: str) -> bool:
-        """Whether the interference that used up the re-runs is the engine's own: twice over, the
-        reference engine runs clean and, between the two, the contestant's engine is kept off its
-        CPUs again. Host noise that comes and goes (a backup, a burst of disk interrupts) seldom
-        lines up like that; an engine's own churn always does. One clean control would count a
-        trial that a passing burst disturbed. "Again" is over half the bound: churn that sits at
-        the bound (a fork bomb's, 5-6 %) would otherwise make the confirmation a coin toss."""
+    def disturbance_follows_the_engine(self, phase: str) -> bool:
+        """Whether the disturbance that used up the re-runs (the judge late, or the engine kept off
+        its CPUs) is the engine's own: twice over, the reference engine runs clean and, between the
+        two, the contestant's engine is disturbed again. Host noise that comes and goes (a backup, a
+        burst of disk interrupts) seldom lines up like that; an engine's own churn always does. One
+        clean control would count a trial that a passing burst disturbed. "Again" is over half the
+        bounds: churn that sits at a bound (a fork bomb's, 5-6 % interference) would otherwise make
+        the confirmation a coin toss."""
         bundle = self.bundles[phase]
         if not self.control_runs_clean(bundle):
             return False
@@ -168,11 +170,14 @@ class _Judging:
         validity = self.config.validity
         again = phase_outcome(phase, bundle, result, engine_exit, validity).metrics
         half = replace(
-            validity, max_interference=validity.max_interference / 2, max_disturbed=validity.max_disturbed / 2
+            validity,
+            max_interference=validity.max_interference / 2,
+            max_disturbed=validity.max_disturbed / 2,
+            max_send_lag_p99_us=validity.max_send_lag_p99_us / 2,
+            max_rate_error=validity.max_rate_error / 2,
         )
-        if not interfered(again, half):
-            shown = "unmeasured" if again.interference is None else f"{again.interference:.2%}"
-            self.not_own = f"run again, the engine was kept off its CPUs for {shown} only"
+        if not disturbed(again, bundle.spec.rate, half):
+            self.not_own = "run again between clean controls, the engine's trial was not disturbed"
             return False
         return self.control_runs_clean(bundle)
 
@@ -201,16 +206,18 @@ class _Judging:
             reasons.append(why)
             if sum(map(len, self.invalid.values())) <= validity.max_reruns:
                 return False
-            if not (interfered(outcome.metrics, validity) and self.interference_follows_the_engine(phase)):
+            if not (
+                disturbed(outcome.metrics, bundle.spec.rate, validity)
+                and self.disturbance_follows_the_engine(phase)
+            ):
                 why_not = f" (not the engine's own: {self.not_own})" if self.not_own else ""
                 raise InfrastructureError(
                     f"no valid trial of phase {phase} after re-runs: {'; '.join(reasons)}{why_not}"
                 )
-            reasons.pop()  # this one counts: what kept the engine off its CPUs was its own doing
-            if (why := invalid_reason(outcome.metrics, bundle.spec.rate, validity, True)) is not None:
-                raise InfrastructureError(f"no valid trial of phase {phase} after re-runs: {why}")
+            reasons.pop()  # this one counts: what disturbed the trial was the engine's own doing
         if self.own_interference is not None and outcome.disturbed is not None:
-            # the stalls are the engine's own doing: every order it held up is charged to it
+            # the stalls and the judge's lateness are the engine's own doing: every order is
+            # charged to it, from its intended send time
             outcome = phase_outcome(phase, bundle, result, engine_exit, validity, trial, watched=False)
         self.telemetry.add(
             phase, trial, bundle, (result.intended_ns, result.sent_ns, result.recv_ns), outcome

@@ -183,7 +183,7 @@ def test_disturbed_orders_are_left_out_of_the_latency_and_too_many_invalidate_th
     assert invalid_reason(kept, None, CFG) is None
     too_many = replace(kept, disturbed=11, interference=CFG.max_interference * 2)
     assert "held up 11.0% of the orders" in invalid_reason(too_many, None, CFG)
-    assert invalid_reason(too_many, None, CFG, own_interference=True) is None  # the engine's own doing
+    assert invalid_reason(too_many, None, CFG, own_disturbance=True) is None  # the engine's own doing
     # watched order by order, the share of the whole replay no longer decides
     assert invalid_reason(replace(kept, interference=CFG.max_interference * 2), None, CFG) is None
     nothing = phase_metrics(intended, sent, recv, np.ones(100, dtype=bool), disturbed=np.ones(100, bool))

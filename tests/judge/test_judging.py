@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from quantcraft_dagster.core.trial import ValidityConfig
 from quantcraft_dagster.judge.config import JudgeConfig
 from quantcraft_dagster.judge.judging import judge_binary
 
-from .helpers import FAST, assert_nothing_left
+from .helpers import DOCKER_HERE, FAST, assert_nothing_left
 
 
 @pytest.mark.parametrize("profile", ["quick", "standard"])
@@ -67,8 +68,12 @@ def test_a_naive_server_is_judged_in_every_trial(engines):
         ("market_rests", "A", "status RESTING, expected CANCELLED"),
     ],
 )
-def test_broken_engines_lose_correctness_and_name_the_order(engines, variant, phase_of_first, mentions):
-    v = judge_binary(engines / variant, FAST).verdict
+def test_broken_engines_lose_correctness_and_name_the_order(
+    engines, sandbox_backend, variant, phase_of_first, mentions
+):
+    # Correctness, not timing, is what this asserts: under Docker, bounds this VM can meet.
+    config = FAST if sandbox_backend == "bubblewrap" else replace(FAST, validity=DOCKER_HERE)
+    v = judge_binary(engines / variant, config).verdict
     assert v.status == "finished", v.reason
     assert v.scores.correctness < 100.0
     first = v.divergences[0]

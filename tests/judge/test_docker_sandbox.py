@@ -13,7 +13,6 @@ import docker
 import pytest
 
 from quantcraft_dagster import settings
-from quantcraft_dagster.core.trial import ValidityConfig
 from quantcraft_dagster.judge import docker_sandbox
 from quantcraft_dagster.judge.cgroups import HostCgroup
 from quantcraft_dagster.judge.config import JudgeConfig
@@ -28,7 +27,7 @@ from quantcraft_dagster.judge.docker_sandbox import (
 from quantcraft_dagster.judge.judging import judge_binary
 from quantcraft_dagster.judge.sandbox import SandboxLimits
 from tests.docker_env import restart_daemon, sandbox_leftovers
-from tests.judge.helpers import FAST
+from tests.judge.helpers import DOCKER_HERE, FAST
 
 
 @pytest.fixture
@@ -157,7 +156,7 @@ def test_a_restarted_daemon_leaves_nothing_the_next_judging_trips_on(
         assert sandbox_leftovers(docker_client) == []
         # Right after a daemon restart the host is busy with it: what is tested is that the next
         # judging trips on nothing left behind, not the validity bounds (kept as shipped elsewhere).
-        settling = replace(FAST, validity=ValidityConfig(max_send_lag_p99_us=20_000.0, max_interference=0.5))
+        settling = replace(FAST, validity=DOCKER_HERE)
         verdict = judge_binary(engines / "engine", settling, sandbox=sandbox).verdict
         assert verdict.status == "finished" and verdict.scores.correctness == 100.0, verdict.reason
         assert sandbox_leftovers(docker_client) == []

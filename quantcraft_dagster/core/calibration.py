@@ -2,8 +2,10 @@
 measure what it measures on a quiet host. When it does not, the slot's verdicts are suspect.
 
 The band is measured, not guessed: on a quiet 2-core host the correct example engine judges at
-phase A p99 ≈ 80 µs, phase C p99 40–120 µs, send-lag p99 < 1 µs, final-score range 0 over three
-trials, no discarded trial (``bench/fairness_bench.py``). The bounds leave a wide margin for
+phase A p99 ≈ 80 µs, phase C p99 40–120 µs, send-lag p99 < 1 µs, no discarded trial
+(``bench/fairness_bench.py``), and a final-score range over the quick profile's three trials of
+2.9–5.2 points on the ``contest`` preset (its phase B trials last a few ms: their rates spread;
+the ``seed`` preset saturates, range 0). The bounds leave a wide margin for
 ordinary noise and still catch a host whose load generator or engine CPU is shared. The share of
 phase C's orders the host held up (left out of the latency figures) is a slot's health too: its
 verdicts stand, but a slot that leaves out more than a few percent is one where other work
@@ -18,7 +20,7 @@ from typing import Any
 
 @dataclass(frozen=True, slots=True)
 class CalibrationBand:
-    max_final_spread: float = 1.0
+    max_final_spread: float = 8.0
     max_a_p99_us: float = 500.0
     max_c_p99_us: float = 1_000.0
     max_send_lag_p99_us: float = 50.0

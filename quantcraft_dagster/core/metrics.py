@@ -25,7 +25,10 @@ CURVE_PERCENTILES = (0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95,
 NS_PER_S = 1_000_000_000
 # What the judge measured of a trial beside its telemetry rows: the engine's CPU time (its
 # cgroup), the load generator's busy share and the host's interference.
-JUDGE_FIGURES = ("cpu_us_per_order", "client_busy", "client_run_delay", "client_limited", "interference")
+JUDGE_FIGURES = (
+    "cpu_us_per_order", "client_busy", "client_run_delay", "client_limited", "interference",
+    "reference_orders_per_s",
+)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -67,6 +70,9 @@ class PhaseMetrics:
     # flight while the host held the engine off its CPUs: ``core.trial.disturbed_orders``), left
     # out of the latency percentiles; None where the trial was not watched order by order.
     disturbed: int | None = None
+    # Phase B: the judge's reference engine's rate in a trial run right after this one, on the same
+    # CPUs: how fast this host was then (``core.scoring``'s host correction).
+    reference_orders_per_s: float | None = None
 
     def to_obj(self) -> dict[str, Any]:
         """JSON shape; unbounded percentiles become ``None`` (JSON has no infinity)."""
@@ -74,7 +80,7 @@ class PhaseMetrics:
         for key in _LATENCIES:
             value = obj[key]
             obj[key] = None if value is None or not np.isfinite(value) else round(value, 3)
-        for key in ("orders_per_s", "send_rate", "cpu_us_per_order", "client_busy"):
+        for key in ("orders_per_s", "send_rate", "cpu_us_per_order", "client_busy", "reference_orders_per_s"):
             if obj[key] is not None:
                 obj[key] = round(obj[key], 3)
         if obj["client_run_delay"] is not None:

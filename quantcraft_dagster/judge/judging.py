@@ -153,6 +153,17 @@ class _Judging:
         self.not_own = f"the reference engine's trial was disturbed too: {why}"
         return False
 
+    def reference_rate(self, bundle: PhaseBundle) -> float | None:
+        """The reference engine's phase B rate, run right after the contestant's trial on the same
+        CPUs: how fast this host is this minute (``core.scoring.host_corrected``). None without a
+        reference engine, or when its trial was disturbed."""
+        control = self.config.control_engine
+        if control is None or not control.exists():
+            return None
+        result, engine_exit = run_phase(self.sandbox, control, bundle, self.config, None, timed=True)
+        m = phase_outcome(bundle.spec.phase, bundle, result, engine_exit, self.config.validity).metrics
+        return None if disturbed(m, None, self.config.validity) else m.orders_per_s
+
     def disturbance_follows_the_engine(self, phase: str) -> bool:
         """Whether the disturbance that used up the re-runs (the judge late, or the engine kept off
         its CPUs) is the engine's own: twice over, the reference engine runs clean and, between the
@@ -219,6 +230,8 @@ class _Judging:
             # the stalls and the judge's lateness are the engine's own doing: every order is
             # charged to it, from its intended send time
             outcome = phase_outcome(phase, bundle, result, engine_exit, validity, trial, watched=False)
+        if phase == "B" and result.healthy and not engine_at_fault:
+            outcome.metrics = replace(outcome.metrics, reference_orders_per_s=self.reference_rate(bundle))
         self.telemetry.add(
             phase, trial, bundle, (result.intended_ns, result.sent_ns, result.recv_ns), outcome
         )

@@ -22,6 +22,7 @@ from quantcraft_dagster.core.scoring import (
     preset,
     rescored,
     score,
+    score_sets,
     score_trials,
     throughput_score,
     trial_sets,
@@ -35,6 +36,8 @@ SEED_CONSTANTS = {
     "latency_ceiling": 100.0,
     "latency_slope": 20.0,
     "latency_ref_us": 1_000.0,  # its max(1, p99_ms): a p99 of 1 ms or less scores the ceiling
+    "latency_percentile": 99,
+    "reference_orders_per_s": None,  # the rate as measured
     "throughput_k": 0.000032188,
     "default_p99_us": 1_500.0,
     "default_tps": 5_000.0,
@@ -54,7 +57,7 @@ def test_the_seed_preset_reproduces_the_seeds_points():
 
 
 def test_the_contest_preset_keeps_the_seeds_shape_and_weights_on_the_judges_range():
-    assert preset(DEFAULT_PRESET) == CONTEST
+    assert preset(DEFAULT_PRESET) == CONTEST and CONTEST.latency_percentile == 90
     same = ("latency_weight", "throughput_weight", "correctness_weight", "latency_ceiling", "latency_slope")
     assert all(getattr(CONTEST, name) == getattr(SEED, name) for name in same)
     # Where this judge measures correct engines (p99 tens of µs, up to millions of orders/s) the
@@ -73,14 +76,21 @@ def test_an_unknown_preset_names_the_known_ones():
 
 
 def test_a_trial_set_survives_json_unbounded_and_unmeasured_alike():
-    for t in (TrialSet(math.inf, 10.0, 1, 2), TrialSet(None, None, 0, 0), TrialSet(55.5, 2e6, 9, 9)):
+    sets = (
+        TrialSet((30.0, 40.0, math.inf), 10.0, 1, 2),
+        TrialSet((None,) * 3, None, 0, 0),
+        TrialSet((12.0, 20.0, 55.5), 2e6, 9, 9),
+    )
+    for t in sets:
         back = TrialSet.from_obj(orjson.loads(orjson.dumps(t.to_obj())))
         assert back == t
-    assert score(math.inf, 1.0, 1, 1, CONTEST).latency == 0.0  # an unbounded p99, never a default
+    assert score(math.inf, 1.0, 1, 1, CONTEST).latency == 0.0  # unbounded latency, never a default
+    assert sets[0].latency(99) == math.inf and sets[0].latency(90) == 40.0
 
 
 def metrics(p99_us: float, tps: float, exact: int, orders: int) -> PhaseMetrics:
-    return PhaseMetrics(orders, orders, exact, 0, 1.0, 1.0, p99_us, p99_us, tps, 0.0)
+    """A trial with p50 and p90 below its p99, as every trial has them."""
+    return PhaseMetrics(orders, orders, exact, 0, p99_us / 3, p99_us / 2, p99_us, p99_us, tps, 0.0)
 
 
 figures = st.builds(
@@ -106,8 +116,8 @@ def test_a_stored_record_scores_as_its_judging_did_on_every_preset(b, c, a):
 
 
 def test_another_preset_reorders_engines_the_seed_cannot_tell_apart():
-    quick = [TrialSet(40.0, 2_000_000.0, 100, 100).to_obj()]
-    slow = [TrialSet(400.0, 300_000.0, 100, 100).to_obj()]
+    quick = [TrialSet((20.0, 30.0, 40.0), 2_000_000.0, 100, 100).to_obj()]
+    slow = [TrialSet((200.0, 300.0, 400.0), 300_000.0, 100, 100).to_obj()]
     on_seed = [rescored({"trial_sets": t}, SEED)["final"] for t in (quick, slow)]
     on_contest = [rescored({"trial_sets": t}, CONTEST)["final"] for t in (quick, slow)]
     assert abs(on_seed[0] - on_seed[1]) < 0.3  # both ≈ 100: the seed's curves saturate
@@ -117,3 +127,22 @@ def test_another_preset_reorders_engines_the_seed_cannot_tell_apart():
 def test_a_record_without_trial_sets_keeps_its_scores():
     old = {"final": 91.0, "final_range": [90.0, 92.0]}
     assert rescored(old, CONTEST) == old
+
+
+def test_the_contest_scale_scores_phase_b_corrected_for_the_hosts_speed():
+    """The same engine on a host running slower this minute (its reference engine too) scores the
+    same; without a reference measured beside it, the rate counts as measured."""
+    fast = TrialSet((10.0, 13.0, 20.0), 2_600_000.0, 100, 100, 2_600_000.0)
+    slow = TrialSet((10.0, 13.0, 20.0), 1_700_000.0, 100, 100, 1_700_000.0)
+    twice = TrialSet((10.0, 13.0, 20.0), 3_400_000.0, 100, 100, 1_700_000.0)
+    scored = {
+        name: score_sets([t], CONTEST).scores.throughput
+        for name, t in (("fast", fast), ("slow", slow), ("twice", twice))
+    }
+    assert scored["fast"] == pytest.approx(scored["slow"]) == pytest.approx(throughput_score(2.6e6, CONTEST))
+    assert scored["twice"] == pytest.approx(throughput_score(5.2e6, CONTEST))
+    unreferenced = TrialSet((10.0, 13.0, 20.0), 1_700_000.0, 100, 100)
+    assert score_sets([unreferenced], CONTEST).scores.throughput == pytest.approx(
+        throughput_score(1.7e6, CONTEST)
+    )
+    assert score_sets([slow], SEED).scores.throughput == pytest.approx(throughput_score(1.7e6, SEED))

@@ -86,7 +86,7 @@ def test_the_board_shows_what_decides_the_order_on_the_preset_in_use(home, bucke
             "partition": "alice-1", "contestant": "alice", "status": "finished", "reason": "ok",
             "final": 1.0, "uploaded_at": 1.0, "p99_us": 40.0, "orders_per_s": 7_000_000.0,
             "client_limited": True, "cpu_us_per_order": 0.35, "scoring": "contest",
-            "trial_sets": [TrialSet(40.0, 7_000_000.0, 100, 100).to_obj()],
+            "trial_sets": [TrialSet((40.0,) * 3, 7_000_000.0, 100, 100).to_obj()],
         }  # fmt: skip
         instance.report_runless_asset_event(
             dg.AssetMaterialization(asset_key=lifecycle.SCORE_ASSET, partition="alice-1", metadata=metadata)

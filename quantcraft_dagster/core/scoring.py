@@ -46,13 +46,11 @@ class ScoringConfig:
 
 SEED = ScoringConfig()
 # The contest scale: the seed's shape and weights, its reference points where this judge's figures
-# fall (docs/scoring.md, "The contest preset", has the measurements). Latency: phase C's p90, not
-# its p99 (on a shared host the p99 of a trial is the host's noise: the same engine's moved 17–38 µs
-# between judgings, its p90 13–16 µs), 20 points per decade above 1 µs (no loopback round trip gets
-# there): p90 10 µs scores 80, 100 µs 60, 1 ms 40, 100 ms 0; 10 % slower costs 0.8 points anywhere.
-# Throughput: k = 6e-7, 50 points at 1.16M orders/s: the example engine's phase B (2.6M orders/s
-# here, the reference rate: other hosts' rates are scaled to it) at 79, the load generator's
-# ceiling (8M) at 99, an engine doing 10 µs of work per order (86k) at 5.
+# fall (docs/scoring.md, "Why the default is calibrated", has the measurements and the reasoning).
+# Latency: phase C's p90, not its p99 (on a shared host a trial's p99 is more the host's noise than
+# the engine's), 20 points per decade above 1 µs, which no loopback round trip reaches. Throughput:
+# 50 points at 1.16M orders/s, phase B's rate scaled to a host that runs the reference engine at
+# 2.6M orders/s.
 CONTEST = replace(
     SEED,
     name="contest",
@@ -102,8 +100,8 @@ def throughput_score(tps: float | None, cfg: ScoringConfig, reference_tps: float
 
 def host_corrected(tps: float, reference_tps: float | None, cfg: ScoringConfig) -> float:
     """Phase B's rate as if the host ran the reference engine at the scale's reference rate: on a
-    shared host the same engine's rate moved 1.66–2.73M orders/s from one judging to the next, and
-    the reference engine's, measured beside it, moved with it."""
+    shared host an engine's rate moves with the host's speed from one minute to the next, and the
+    reference engine's, measured beside it, moves with it."""
     if cfg.reference_orders_per_s is None or not reference_tps:
         return tps
     return tps * cfg.reference_orders_per_s / reference_tps

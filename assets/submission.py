@@ -193,7 +193,7 @@ def judging(
                     slot = sandbox.slot_key(placed)
                     context.log.info(
                         f"judging on CPUs {placed.engine_cpus} (engine) + {placed.loadgen_cpus} (load)"
-                        f" of {socket.gethostname()}"
+                        f" of {socket.gethostname()}, {config.profile} profile, {config.scoring.name} scoring"
                     )
                     result = judge_binary(path, placed, progress, sandbox.sandbox(placed), bundles)
             except InfrastructureError as exc:

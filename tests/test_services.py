@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -59,6 +60,9 @@ def running_up(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path, tuple[i
             env={**os.environ, "QUANTCRAFT_HOME": str(home)},
             stdout=out,
             stderr=subprocess.STDOUT,
+            # As from a terminal: under `nohup` (a CI runner's) SIGHUP is inherited ignored, and
+            # `up` rightly keeps an ignored signal ignored.
+            preexec_fn=functools.partial(signal.signal, signal.SIGHUP, signal.SIG_DFL),
         )
     try:
         deadline = time.monotonic() + 180

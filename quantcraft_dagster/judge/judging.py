@@ -13,6 +13,7 @@ from pathlib import Path
 from ..core import check, trace
 from ..core.binary import MAX_BINARY_BYTES, Rejected, validate
 from ..core.bundle import PhaseBundle, trace_id
+from ..core.metrics import PhaseMetrics
 from ..core.telemetry import Telemetry
 from ..core.trial import (
     disturbed,
@@ -139,13 +140,11 @@ class _Judging:
         Its trials then count; the verdict records the control. The control gets a second run when
         its first is disturbed: work the contestant's engine left behind (Docker still copying a
         stderr flood's logs) took 9 % of a control replay run right after."""
-        control = self.config.control_engine
-        if control is None or not control.exists():
+        if self.control is None:
             self.not_own = "no reference engine to control with"
             return False
         for _ in range(2):
-            result, engine_exit = run_phase(self.sandbox, control, bundle, self.config, None, timed=True)
-            m = phase_outcome(bundle.spec.phase, bundle, result, engine_exit, self.config.validity).metrics
+            m = self.timed_metrics(self.control, bundle)
             if m.interference is not None and not disturbed(m, bundle.spec.rate, self.config.validity):
                 self.own_interference = m.interference
                 return True
@@ -157,12 +156,21 @@ class _Judging:
         """The reference engine's phase B rate, run right after the contestant's trial on the same
         CPUs: how fast this host is this minute (``core.scoring.host_corrected``). None without a
         reference engine, or when its trial was disturbed."""
-        control = self.config.control_engine
-        if control is None or not control.exists():
+        if self.control is None:
             return None
-        result, engine_exit = run_phase(self.sandbox, control, bundle, self.config, None, timed=True)
-        m = phase_outcome(bundle.spec.phase, bundle, result, engine_exit, self.config.validity).metrics
+        m = self.timed_metrics(self.control, bundle)
         return None if disturbed(m, None, self.config.validity) else m.orders_per_s
+
+    @property
+    def control(self) -> Path | None:
+        """The reference engine of control and reference trials, when there is one."""
+        control = self.config.control_engine
+        return control if control is not None and control.exists() else None
+
+    def timed_metrics(self, binary: Path, bundle: PhaseBundle) -> PhaseMetrics:
+        """One timed run of ``binary`` on ``bundle``'s phase, outside the counted trials: its figures."""
+        result, engine_exit = run_phase(self.sandbox, binary, bundle, self.config, None, timed=True)
+        return phase_outcome(bundle.spec.phase, bundle, result, engine_exit, self.config.validity).metrics
 
     def disturbance_follows_the_engine(self, phase: str) -> bool:
         """Whether the disturbance that used up the re-runs (the judge late, or the engine kept off

@@ -29,6 +29,8 @@ from tests.judge.helpers import assert_nothing_left
 from tests.scale.cluster import TASK_ID_TAG, Cluster, cluster_env
 from tests.servers import wait_for
 
+UNFINISHED = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
@@ -133,7 +135,9 @@ def test_two_judge_hosts_share_the_queue_and_a_dead_hosts_judging_is_retried(clu
         def all_scored() -> dict[str, lifecycle.SubmissionState] | None:
             states = lifecycle.states(instance)
             done = {p: s for p, s in states.items() if s.stage in lifecycle.TERMINAL and s.score}
-            return states if len(done) == 8 else None
+            # A submission settles once its score is written; its run ends a moment later.
+            busy = judge_runs(*UNFINISHED)
+            return states if len(done) == 8 and not busy else None
 
         def where_things_stand() -> dict[str, object]:
             runs = instance.get_runs(dg.RunsFilter(job_name=lifecycle.JOB_NAME))

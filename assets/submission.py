@@ -234,8 +234,8 @@ def metrics(
     """The public figures of every phase, as the submission page shows them: per trial, corrected
     and service latency, send lag, orders/s and error rate from the telemetry, with what the judge
     measured beside it (engine CPU per order, load generator busy share, interference) from the
-    verdict; per phase, the medians over trials (``core.trial``), the invalid trials' reasons and
-    the percentile curves of the three latency series over all of its trials' orders."""
+    verdict; per phase, the summary over trials (``core.trial.summarize``), the invalid trials'
+    reasons and the percentile curves of the three latency series over all of its trials' orders."""
     with duckdb.connect() as con:
         con.register("t", telemetry)
         cols = con.execute(
@@ -261,6 +261,7 @@ def metrics(
                 np.asarray(cols["exact"][mask]),
                 interference=figures.get("interference"),
                 disturbed=disturbed[mask] if watched else None,
+                in_flight=trace.get_spec(verdict["profile"], phase).in_flight,
             )
             runs.append(with_judge_figures(measured, figures))
         if runs:

@@ -173,8 +173,8 @@ def _print_human(v: dict) -> None:
         s, (lo, hi) = v["scores"], v["scores_range"]["final"]
         print(
             f"score:  {s['final']:.2f} ± {(hi - lo) / 2:.2f}  (latency {s['latency']:.2f},"
-            f" throughput {s['throughput']:.2f}, correctness {s['correctness']:.2f}; medians over trials;"
-            f" {v['scoring']} scoring)"
+            f" throughput {s['throughput']:.2f}, correctness {s['correctness']:.2f};"
+            f" best trial's latency and rate; {v['scoring']} scoring)"
         )
     for name, p in v["phases"].items():
         rate = f"{'≥ ' if p['client_limited'] else ''}{p['orders_per_s']} orders/s"

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .metrics import PhaseMetrics
+from .trial import best_latency
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,10 +36,6 @@ class ScoringConfig:
     latency_ref_us: float = 1_000.0  # a latency at or under it scores the ceiling
     latency_percentile: int = 99  # which of phase C's percentiles (LATENCY_PERCENTILES) is scored
     throughput_k: float = 0.000032188  # 1 - e^(-k·TPS): ~50 points at 21,500 orders/s
-    # The judge's reference engine's phase B rate this scale was drawn on. When set, a trial's rate
-    # is scored as measured × this / the reference engine's rate measured right after the trial on
-    # the same CPUs: the host's speed at that moment cancels out (None: the rate as measured).
-    reference_orders_per_s: float | None = None
     # Used only when a phase produced no measurement at all, never to hide a crash.
     default_p99_us: float = 1_500.0  # whichever percentile is scored
     default_tps: float = 5_000.0
@@ -49,16 +46,8 @@ SEED = ScoringConfig()
 # fall (docs/scoring.md, "Why the default is calibrated", has the measurements and the reasoning).
 # Latency: phase C's p90, not its p99 (on a shared host a trial's p99 is more the host's noise than
 # the engine's), 20 points per decade above 1 µs, which no loopback round trip reaches. Throughput:
-# 50 points at 1.16M orders/s, phase B's rate scaled to a host that runs the reference engine at
-# 2.6M orders/s.
-CONTEST = replace(
-    SEED,
-    name="contest",
-    latency_ref_us=1.0,
-    latency_percentile=90,
-    throughput_k=6e-7,
-    reference_orders_per_s=2.6e6,
-)
+# 50 points at 1.16M orders/s of phase B's sustained rate (``core.metrics.sustained_rate``).
+CONTEST = replace(SEED, name="contest", latency_ref_us=1.0, latency_percentile=90, throughput_k=6e-7)
 PRESETS: dict[str, ScoringConfig] = {cfg.name: cfg for cfg in (CONTEST, SEED)}
 DEFAULT_PRESET = CONTEST.name
 
@@ -91,20 +80,10 @@ def latency_score(latency_us: float | None, cfg: ScoringConfig) -> float:
     return max(0.0, cfg.latency_ceiling - cfg.latency_slope * decades)
 
 
-def throughput_score(tps: float | None, cfg: ScoringConfig, reference_tps: float | None = None) -> float:
-    """``100·(1 − e^(−k·TPS))``; with the scale's reference rate and the reference engine's rate
-    measured beside the trial, TPS is corrected for the host's speed (``host_corrected``)."""
-    rate = cfg.default_tps if tps is None else host_corrected(tps, reference_tps, cfg)
+def throughput_score(tps: float | None, cfg: ScoringConfig) -> float:
+    """``100·(1 − e^(−k·TPS))``."""
+    rate = cfg.default_tps if tps is None else tps
     return 100.0 * (1.0 - math.exp(-cfg.throughput_k * max(0.0, rate)))
-
-
-def host_corrected(tps: float, reference_tps: float | None, cfg: ScoringConfig) -> float:
-    """Phase B's rate as if the host ran the reference engine at the scale's reference rate: on a
-    shared host an engine's rate moves with the host's speed from one minute to the next, and the
-    reference engine's, measured beside it, moves with it."""
-    if cfg.reference_orders_per_s is None or not reference_tps:
-        return tps
-    return tps * cfg.reference_orders_per_s / reference_tps
 
 
 def correctness_score(exact: int, orders: int) -> float:
@@ -118,13 +97,12 @@ def score(
     exact: int,
     orders: int,
     cfg: ScoringConfig | None = None,
-    reference_tps: float | None = None,
 ) -> Scores:
     """Final score from phase C's scored percentile and phase B's rate; ``None`` means the phase
     measured nothing (the scale's default applies)."""
     cfg = cfg or ScoringConfig()
     lat = latency_score(latency_us, cfg)
-    thr = throughput_score(tps, cfg, reference_tps)
+    thr = throughput_score(tps, cfg)
     cor = correctness_score(exact, orders)
     final = cfg.latency_weight * lat + cfg.throughput_weight * thr + cfg.correctness_weight * cor
     return Scores(lat, thr, cor, final)
@@ -145,7 +123,6 @@ class TrialSet:
     orders_per_s: float | None
     exact: int
     orders: int
-    reference_orders_per_s: float | None = None  # the reference engine's, beside the B trial
 
     def latency(self, percentile: int) -> float | None:
         return self.latency_us[LATENCY_PERCENTILES.index(percentile)]
@@ -153,14 +130,13 @@ class TrialSet:
     def to_obj(self) -> list[Any]:
         """JSON: unbounded latency as the string "inf" (JSON has no infinity; null: unmeasured)."""
         latency = ["inf" if v is not None and math.isinf(v) else v for v in self.latency_us]
-        return [latency, self.orders_per_s, self.exact, self.orders, self.reference_orders_per_s]
+        return [latency, self.orders_per_s, self.exact, self.orders]
 
     @classmethod
     def from_obj(cls, obj: Sequence[Any]) -> TrialSet:
-        latency, tps, exact, orders, reference = obj
-        return cls(
-            tuple(None if v is None else float(v) for v in latency), tps, int(exact), int(orders), reference
-        )
+        """Also a set stored while phase B's rate was host-corrected: its reference rate is not used."""
+        latency, tps, exact, orders = obj[:4]
+        return cls(tuple(None if v is None else float(v) for v in latency), tps, int(exact), int(orders))
 
 
 def trial_sets(trials: Mapping[str, Sequence[PhaseMetrics]]) -> list[TrialSet]:
@@ -180,7 +156,6 @@ def trial_sets(trials: Mapping[str, Sequence[PhaseMetrics]]) -> list[TrialSet]:
                 measured(chosen.get("B"), "orders_per_s"),
                 sum(m.exact for m in chosen.values()),
                 sum(m.orders for m in chosen.values()),
-                measured(chosen.get("B"), "reference_orders_per_s"),
             )
         )
     return sets
@@ -188,7 +163,7 @@ def trial_sets(trials: Mapping[str, Sequence[PhaseMetrics]]) -> list[TrialSet]:
 
 @dataclass(frozen=True, slots=True)
 class ScoredTrials:
-    """The verdict's scores: each component the median over trial sets, and every set's range."""
+    """The verdict's scores (``score_sets``), and every set's range."""
 
     scores: Scores
     ranges: dict[str, tuple[float, float]]
@@ -199,24 +174,19 @@ class ScoredTrials:
 
 
 def score_sets(sets: Sequence[TrialSet], cfg: ScoringConfig | None = None) -> ScoredTrials:
-    """Score every trial set with the scale's formula, then take the median of each component; the
-    final score is the formula of those medians."""
+    """Score every trial set with the scale's formula, for the ranges; the judging's components
+    are latency and throughput of the best trial (the lowest latency, ``core.trial.best_latency``,
+    and the highest rate: the host's and the judge's noise only ever make an engine slower, so its
+    best trial is the closest to its own speed; docs/scoring.md, "Reproducible") and the median
+    correctness; the final score is the formula of those."""
     cfg = cfg or ScoringConfig()
-    per_trial = [
-        score(
-            t.latency(cfg.latency_percentile),
-            t.orders_per_s,
-            t.exact,
-            t.orders,
-            cfg,
-            t.reference_orders_per_s,
-        )
-        for t in sets
-    ]
-    lat, thr, cor = (
-        statistics.median(getattr(s, name) for s in per_trial)
-        for name in ("latency", "throughput", "correctness")
-    )
+    pct = cfg.latency_percentile
+    per_trial = [score(t.latency(pct), t.orders_per_s, t.exact, t.orders, cfg) for t in sets]
+    latencies = [v for t in sets if (v := t.latency(pct)) is not None]
+    rates = [t.orders_per_s for t in sets if t.orders_per_s is not None]
+    lat = latency_score(best_latency(latencies) if latencies else None, cfg)
+    thr = throughput_score(max(rates) if rates else None, cfg)
+    cor = statistics.median(s.correctness for s in per_trial)
     final = cfg.latency_weight * lat + cfg.throughput_weight * thr + cfg.correctness_weight * cor
     scores = Scores(lat, thr, cor, final)
     ranges = {}

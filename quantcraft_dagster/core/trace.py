@@ -41,6 +41,11 @@ class PhaseSpec:
     market_share: float = 0.35
     stale_cancel_share: float = 0.05
 
+    @property
+    def in_flight(self) -> int:
+        """The most orders a pipelined replay keeps in flight; 0 when it is not pipelined."""
+        return self.window * self.connections if self.window > 1 else 0
+
     def connection_of(self, symbol: str) -> int:
         """Each symbol belongs to exactly one connection, so its order sequence is deterministic."""
         return self.symbols.index(symbol) % self.connections

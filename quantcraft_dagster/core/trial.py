@@ -185,30 +185,49 @@ def client_limited(m: PhaseMetrics, cfg: ValidityConfig) -> bool:
 
 
 _SUMMED = ("orders", "answered", "exact", "errors")
+# The figures that rank engines are each their best trial's: the host's and the judge's noise only
+# ever make an engine slower (docs/scoring.md, "Reproducible"). Latency: the lowest percentile.
+BEST_LATENCIES = ("p50_us", "p90_us", "p99_us", "p999_us")
 _MEDIAN = tuple(
     f.name
     for f in fields(PhaseMetrics)
-    if f.name not in (*_SUMMED, "error_rate", "windows", "client_limited", "disturbed")
+    if f.name
+    not in (*_SUMMED, *BEST_LATENCIES, "orders_per_s", "error_rate", "windows", "client_limited", "disturbed")
 )
 
 
+def best_latency(values: Sequence[float]) -> float:
+    """The lowest of the trials' latencies, unless one is unbounded (a lost order is never hidden
+    behind a better trial)."""
+    return math.inf if any(math.isinf(v) for v in values) else min(values)
+
+
+def _over(values: list[float | None], pick: Any) -> float | None:
+    present = [v for v in values if v is not None]
+    return pick(present) if present else None
+
+
 def summarize(trials: list[PhaseMetrics]) -> PhaseMetrics:
-    """One phase over its valid trials: counts summed (every report was checked), every figure
-    the median of the trials' figures (percentiles are never averaged), the per-second windows
-    of the median trial by p99, and client-limited when most trials were."""
+    """One phase over its valid trials: counts summed (every report was checked), the figures that
+    rank engines their best trial's (each latency percentile its lowest, ``best_latency``; orders/s
+    its highest, client-limited when that fastest trial was), every other figure the median of the
+    trials' figures (percentiles are never averaged), and the per-second windows of the median
+    trial by p99."""
     if len(trials) == 1:
         return trials[0]
     summed: dict[str, int] = {name: sum(getattr(t, name) for t in trials) for name in _SUMMED}
-    medians: dict[str, float | None] = {}
+    figures: dict[str, Any] = dict(summed)
     for name in _MEDIAN:
-        values = [getattr(t, name) for t in trials if getattr(t, name) is not None]
-        medians[name] = statistics.median(values) if values else None
+        figures[name] = _over([getattr(t, name) for t in trials], statistics.median)
+    for name in BEST_LATENCIES:
+        figures[name] = _over([getattr(t, name) for t in trials], best_latency)
+    fastest = max(trials, key=lambda t: t.orders_per_s or 0.0)
     by_p99 = sorted(trials, key=lambda t: math.inf if t.p99_us is None else t.p99_us)
-    figures: dict[str, Any] = {**summed, **medians}
     return replace(
         by_p99[(len(by_p99) - 1) // 2],
         **figures,
+        orders_per_s=fastest.orders_per_s,
+        client_limited=fastest.client_limited,
         error_rate=summed["errors"] / summed["orders"] if summed["orders"] else 0.0,
-        client_limited=sum(t.client_limited for t in trials) * 2 > len(trials),
         disturbed=None if any(t.disturbed is None for t in trials) else sum(t.disturbed or 0 for t in trials),
     )

@@ -134,7 +134,7 @@ def decide(
     invalid_trials: dict[str, list[str]] | None = None,
 ) -> Verdict:
     """Status, public reason and scores from every counted run: phase A once, the valid trials of
-    B and C (p99 from C, orders/s from B, each score the median over trial sets)."""
+    B and C, scored over trial sets (``core.scoring.score_sets``)."""
     trials: dict[str, list[PhaseMetrics]] = {}
     for o in outcomes:
         trials.setdefault(o.phase, []).append(o.metrics)

@@ -152,18 +152,9 @@ class _Judging:
         self.not_own = f"the reference engine's trial was disturbed too: {why}"
         return False
 
-    def reference_rate(self, bundle: PhaseBundle) -> float | None:
-        """The reference engine's phase B rate, run right after the contestant's trial on the same
-        CPUs: how fast this host is this minute (``core.scoring.host_corrected``). None without a
-        reference engine, or when its trial was disturbed."""
-        if self.control is None:
-            return None
-        m = self.timed_metrics(self.control, bundle)
-        return None if disturbed(m, None, self.config.validity) else m.orders_per_s
-
     @property
     def control(self) -> Path | None:
-        """The reference engine of control and reference trials, when there is one."""
+        """The reference engine of control trials, when there is one."""
         control = self.config.control_engine
         return control if control is not None and control.exists() else None
 
@@ -238,8 +229,6 @@ class _Judging:
             # the stalls and the judge's lateness are the engine's own doing: every order is
             # charged to it, from its intended send time
             outcome = phase_outcome(phase, bundle, result, engine_exit, validity, trial, watched=False)
-        if phase == "B" and result.healthy and not engine_at_fault:
-            outcome.metrics = replace(outcome.metrics, reference_orders_per_s=self.reference_rate(bundle))
         self.telemetry.add(
             phase, trial, bundle, (result.intended_ns, result.sent_ns, result.recv_ns), outcome
         )

@@ -72,6 +72,7 @@ def phase_outcome(
         if result.interference_ns is not None and result.wall_s > 0
         else None,
         disturbed=disturbed,
+        in_flight=bundle.spec.in_flight,
     )
     metrics.client_limited = bundle.spec.window > 1 and client_limited(metrics, validity)
     return PhaseOutcome(

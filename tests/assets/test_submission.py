@@ -64,6 +64,7 @@ def judged() -> tuple[dict, pa.Table]:
     )
     none = {"count": 0, "reasons": []}
     verdict = {
+        "profile": "quick",
         "phases": {
             "A": {"trials": [{"cpu_us_per_order": None}], "invalid_trials": none},
             "B": {"trials": [trial(1.5, 0.97, None, client_limited=True)], "invalid_trials": none},
@@ -71,7 +72,7 @@ def judged() -> tuple[dict, pa.Table]:
                 "trials": [trial(2.0, 0.4, 0.001, disturbed=5), trial(4.0, 0.5, 0.003, disturbed=0)],
                 "invalid_trials": INVALID,
             },
-        }
+        },
     }
     return verdict, telemetry
 

@@ -7,8 +7,10 @@ import pytest
 
 from quantcraft_dagster.core.metrics import (
     CURVE_PERCENTILES,
+    STRETCH_WINDOWS,
     latency_curves,
     phase_metrics,
+    sustained_rate,
     with_judge_figures,
 )
 from quantcraft_dagster.core.scoring import ScoringConfig, latency_score, score, throughput_score
@@ -101,3 +103,20 @@ def test_seed_curves():
     s = score(10_000, 100_000, 90, 100)
     assert s.final == pytest.approx(0.4 * 80 + 0.3 * throughput_score(100_000, cfg) + 0.3 * 90)
     assert score(1000, 1e9, 0, 0).correctness == 0.0
+
+
+def test_a_pipelined_replay_is_rated_by_its_sustained_stretches_not_its_slow_mode():
+    """The host switches the same engine between two speeds within one replay: the replay's rate
+    is the fast stretches' (the host's noise only slows), unless it is too short to cut."""
+    fast, slow = np.arange(60_000) * 350, 60_000 * 350 + np.arange(140_000) * 600  # ns apart
+    recv = np.concatenate([fast, slow]).astype(np.int64)
+    start = np.zeros_like(recv)
+    m = phase_metrics(start, start, recv + 1, np.ones(len(recv), dtype=bool), in_flight=1_280)
+    assert m.orders_per_s == pytest.approx(1e9 / 350, rel=1e-3)
+    assert sustained_rate(recv, 1_280) == m.orders_per_s
+    whole = phase_metrics(start, start, recv + 1, np.ones(len(recv), dtype=bool))
+    assert whole.orders_per_s == pytest.approx(len(recv) * 1e9 / (recv[-1] + 1), rel=1e-6)
+    short = recv[:10_000]  # fewer than two stretches of 8 windows' worth: the whole replay
+    assert sustained_rate(short, 640) is None
+    bursts = (np.arange(200_000) // 1_280) * 1_280 * 350  # a window's reports held, sent at once
+    assert sustained_rate(bursts, 1_280) <= 1e9 / 350 * (1 + 1 / STRETCH_WINDOWS)

@@ -37,7 +37,6 @@ SEED_CONSTANTS = {
     "latency_slope": 20.0,
     "latency_ref_us": 1_000.0,  # its max(1, p99_ms): a p99 of 1 ms or less scores the ceiling
     "latency_percentile": 99,
-    "reference_orders_per_s": None,  # the rate as measured
     "throughput_k": 0.000032188,
     "default_p99_us": 1_500.0,
     "default_tps": 5_000.0,
@@ -129,20 +128,22 @@ def test_a_record_without_trial_sets_keeps_its_scores():
     assert rescored(old, CONTEST) == old
 
 
-def test_the_contest_scale_scores_phase_b_corrected_for_the_hosts_speed():
-    """The same engine on a host running slower this minute (its reference engine too) scores the
-    same; without a reference measured beside it, the rate counts as measured."""
-    fast = TrialSet((10.0, 13.0, 20.0), 2_600_000.0, 100, 100, 2_600_000.0)
-    slow = TrialSet((10.0, 13.0, 20.0), 1_700_000.0, 100, 100, 1_700_000.0)
-    twice = TrialSet((10.0, 13.0, 20.0), 3_400_000.0, 100, 100, 1_700_000.0)
-    scored = {
-        name: score_sets([t], CONTEST).scores.throughput
-        for name, t in (("fast", fast), ("slow", slow), ("twice", twice))
-    }
-    assert scored["fast"] == pytest.approx(scored["slow"]) == pytest.approx(throughput_score(2.6e6, CONTEST))
-    assert scored["twice"] == pytest.approx(throughput_score(5.2e6, CONTEST))
-    unreferenced = TrialSet((10.0, 13.0, 20.0), 1_700_000.0, 100, 100)
-    assert score_sets([unreferenced], CONTEST).scores.throughput == pytest.approx(
-        throughput_score(1.7e6, CONTEST)
-    )
-    assert score_sets([slow], SEED).scores.throughput == pytest.approx(throughput_score(1.7e6, SEED))
+def test_a_judging_scores_its_best_latency_and_rate_and_its_median_correctness():
+    """The host's noise only ever slows an engine: latency and throughput are the best trial's;
+    a lost order (unbounded latency) is never hidden behind a better trial."""
+    sets = [
+        TrialSet((10.0, 17.0, 30.0), 1_700_000.0, 98, 100),
+        TrialSet((10.0, 13.0, 20.0), 2_900_000.0, 100, 100),
+        TrialSet((10.0, 15.0, 25.0), 2_100_000.0, 100, 100),
+    ]
+    scored = score_sets(sets, CONTEST).scores
+    assert scored.latency == pytest.approx(latency_score(13.0, CONTEST))
+    assert scored.throughput == pytest.approx(throughput_score(2_900_000.0, CONTEST))
+    assert scored.correctness == 100.0
+    lost = [*sets, TrialSet((10.0, math.inf, math.inf), 3_000_000.0, 99, 100)]
+    assert score_sets(lost, CONTEST).scores.latency == 0.0
+
+
+def test_a_set_stored_with_a_host_corrected_rate_still_loads():
+    stored = [[12.0, 13.0, 20.0], 2_000_000.0, 100, 100, 2_600_000.0]
+    assert TrialSet.from_obj(stored) == TrialSet((12.0, 13.0, 20.0), 2_000_000.0, 100, 100)

@@ -1,4 +1,4 @@
-"""Trial validity, the median summary of trials and scoring over trial sets."""
+"""Trial validity, the summary of trials and scoring over trial sets."""
 
 from __future__ import annotations
 
@@ -56,33 +56,37 @@ def test_client_limited_when_the_load_generator_was_busy_all_along():
     assert not client_limited(run(), CFG)
 
 
-def test_summary_takes_medians_and_sums_counts():
+def test_summary_takes_the_best_trials_figures_medians_of_the_rest_and_sums_counts():
     trials = [run(p99_us=40.0, exact=100), run(p99_us=900.0, exact=99), run(p99_us=60.0, exact=100)]
+    trials = [replace(t, cpu_us_per_order=c) for t, c in zip(trials, (1.0, 3.0, 2.0), strict=True)]
     s = summarize(trials)
-    assert s.p99_us == 60.0 and s.orders == 300 and s.exact == 299 and s.errors == 1
+    assert s.p99_us == 40.0 and s.orders == 300 and s.exact == 299 and s.errors == 1
+    assert s.cpu_us_per_order == 2.0  # not a ranking figure: the median
     assert s.error_rate == pytest.approx(1 / 300)
-    unbounded = summarize([run(p99_us=math.inf), run(p99_us=math.inf), run(p99_us=10.0)])
-    assert math.isinf(unbounded.p99_us)
+    unbounded = summarize([run(p99_us=math.inf), run(p99_us=10.0), run(p99_us=10.0)])
+    assert math.isinf(unbounded.p99_us)  # a lost order is never hidden behind a better trial
+    rates = [replace(run(rate=r), client_limited=r > 2e5) for r in (1e5, 3e5, 2e5)]
+    fastest = summarize(rates)
+    assert fastest.orders_per_s == 3e5 and fastest.client_limited
 
 
-@given(st.lists(st.floats(1.0, 1e6), min_size=1, max_size=7))
-def test_one_outlier_trial_cannot_move_the_median_beyond_the_others(p99s):
-    s = summarize([run(p99_us=p) for p in p99s])
-    ordered = sorted(p99s)
-    assert ordered[0] <= s.p99_us <= ordered[-1]
-    if len(p99s) >= 3:
-        worse = summarize([run(p99_us=p) for p in [*ordered[:-1], 1e12]])  # one trial hit by a stall
-        assert worse.p99_us == s.p99_us
+@given(st.lists(st.floats(1.0, 1e6), min_size=1, max_size=7), st.floats(1.0, 1e12))
+def test_a_trial_the_host_slowed_cannot_move_the_summary(p99s, slower):
+    s = summarize([run(p99_us=p, rate=1e6 / p) for p in p99s])
+    assert min(p99s) == s.p99_us and s.orders_per_s == max(1e6 / p for p in p99s)
+    worse = max(slower, max(p99s))
+    hit = summarize([run(p99_us=p, rate=1e6 / p) for p in [*p99s, worse]])  # one more, stalled
+    assert (hit.p99_us, hit.orders_per_s) == (s.p99_us, s.orders_per_s)
 
 
-def test_scores_are_medians_over_trial_sets_with_their_range():
+def test_scores_are_the_best_trials_with_every_sets_range():
     cfg = ScoringConfig()
     a = [run()]
     b = [run(rate=r) for r in (100_000.0, 150_000.0, 120_000.0)]
     c = [run(p99_us=p) for p in (2_000.0, 30_000.0, 5_000.0)]
     scored = score_trials({"A": a, "B": b, "C": c}, cfg)
-    assert scored.scores.latency == pytest.approx(latency_score(5_000.0, cfg))
-    assert scored.scores.throughput == pytest.approx(throughput_score(120_000.0, cfg))
+    assert scored.scores.latency == pytest.approx(latency_score(2_000.0, cfg))
+    assert scored.scores.throughput == pytest.approx(throughput_score(150_000.0, cfg))
     s = scored.scores
     assert s.final == pytest.approx(0.4 * s.latency + 0.3 * s.throughput + 0.3 * s.correctness)
     lo, hi = scored.ranges["latency"]

@@ -28,7 +28,7 @@ from quantcraft_dagster.judge.errors import (
     infrastructure_retry_wait_s,
 )
 from quantcraft_dagster.judge.judging import judge_binary
-from quantcraft_dagster.lifecycle import JUDGING_POOL, WAITING_REASON
+from quantcraft_dagster.lifecycle import FINALS_WAITING_TAG, JUDGING_POOL, WAITING_REASON
 from resources import BucketResource, ContestResource, JudgingResource, SandboxResource, ScoringResource
 
 
@@ -75,6 +75,14 @@ def finals_judgings(
             context.log.info(f"finals on CPUs {placed.engine_cpus} (engine) + {placed.loadgen_cpus} (load)")
             for round_, row in round_robin(chosen, config.repeat):
                 verdict = _judge(context, paths[row["partition"]], placed, sandbox, bundles)
+                if verdict is None:  # the run waits for a quiet judge on this slot; never a partial table
+                    context.instance.add_run_tags(
+                        context.run_id, {FINALS_WAITING_TAG: sandbox.slot_key(placed)}
+                    )
+                    raise dg.Failure(
+                        f"the finals are {WAITING_REASON}: {row['contestant']}'s judging could not be"
+                        " vouched for after its retries; they run again once this slot calibrates clean"
+                    )
                 runs.append(run_record(round_, row, verdict))
                 context.log.info(
                     f"round {round_ + 1}/{config.repeat}: {row['contestant']} {runs[-1]['final']:.2f}"
@@ -125,11 +133,13 @@ def final_standings(finals_judgings: dict, scoring: ScoringResource) -> dg.Outpu
     )
 
 
-def _judge(context: dg.AssetExecutionContext, path: Path, placed, sandbox: SandboxResource, bundles) -> dict:
+def _judge(
+    context: dg.AssetExecutionContext, path: Path, placed, sandbox: SandboxResource, bundles
+) -> dict | None:
     """One finals judging's public verdict; the judge's own failures are retried here, one judging
     at a time, as a judging run retries one (as often, after the same waits), so a hiccup of the
-    host does not throw away the judgings already made; then the finals stop, never ranking a
-    finalist on fewer judgings than the others, and say they wait for a quiet judge."""
+    host does not throw away the judgings already made. None when the retries are used up: the
+    finals then stop, never ranking a finalist on fewer judgings than the others."""
     failures: list[str] = []
     while len(failures) <= INFRASTRUCTURE_RETRIES:
         if failures:
@@ -141,10 +151,8 @@ def _judge(context: dg.AssetExecutionContext, path: Path, placed, sandbox: Sandb
             failures.append(str(exc))
         else:
             return result.verdict.to_obj(private=False)
-    raise dg.Failure(
-        f"the finals are {WAITING_REASON}: {path.name} could not be judged ({failures[-1]}); run them"
-        " again once the judging slots calibrate clean"
-    )
+    context.log.error(f"{path.name} could not be judged: {failures[-1]}")
+    return None
 
 
 finals_job = dg.define_asset_job(

@@ -115,7 +115,7 @@ def defs() -> dg.Definitions:
             build_submission_sensor(judge_job),
             build_standings_sensor(standings_job),
             calibration_every_n_judgings,
-            build_requeue_sensor(judge_job, calibration_job),
+            build_requeue_sensor(judge_job, calibration_job, finals_job),
             build_rescore_sensor(standings_job, final_table_job),
         ],
         resources=resources(),

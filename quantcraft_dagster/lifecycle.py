@@ -54,6 +54,9 @@ INFRASTRUCTURE_FAILURE = "the judging run failed (infrastructure); see the run's
 # (``sensors.requeue``); never dropped.
 WAITING = "waiting"
 WAITING_REASON = "waiting for a quiet judge"
+# On a finals run that stopped waiting for a quiet judge: the slot it waited on (``sensors.requeue``
+# runs the finals again once that slot calibrates clean).
+FINALS_WAITING_TAG = "quantcraft/finals_waiting_on"
 PAGE = 1000
 
 # What a poll saw change for a submission.

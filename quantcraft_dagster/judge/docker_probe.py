@@ -45,7 +45,7 @@ class Probe:
                 sandbox.probe_image,
                 ["python", "-c", "import signal; signal.pause()"],  # holds the namespaces
                 name=name,
-                labels=labels,
+                labels=sandbox.container_labels(VOLUME_LIFETIME_S, kind="probe"),
                 hostname="engine",
                 user="0:0",
                 network_mode="none",

@@ -67,6 +67,27 @@ def _own_container_id() -> str:
     return ""
 
 
+COMPOSE_LABELS = ("com.docker.compose.project", "com.docker.compose.service")
+
+
+def compose_labels(client: docker.DockerClient, container_id: str | None = None) -> dict[str, str]:
+    """The labels that make a container a one-off of the compose service this process runs in
+    (``container_id``: that container, by default this process's own), as ``docker-compose run``
+    labels one: ``docker-compose down`` then stops and removes it with the stack. The daemon's run
+    containers carry them (``quantcraft_dagster.launcher``), so the sandboxes a run starts do too.
+    None outside a compose project."""
+    own = _own_container_id() if container_id is None else container_id
+    if not own:
+        return {}
+    try:
+        labels = client.containers.get(own).labels
+    except DockerException:
+        return {}
+    if not all(k in labels for k in COMPOSE_LABELS):
+        return {}
+    return {**{k: labels[k] for k in COMPOSE_LABELS}, "com.docker.compose.oneoff": "True"}
+
+
 def reap(client: docker.DockerClient, now: float | None = None) -> list[str]:
     """Remove sandboxes whose judging is over; returns the names removed.
 
@@ -127,6 +148,7 @@ class DockerSandbox:
             reap(self.client)
         except DockerException as exc:
             raise InfrastructureError(f"Docker is not reachable: {exc}") from exc
+        self.compose = compose_labels(self.client, self.owner)
 
     def labels(self, lifetime_s: float | None = None, kind: str = "engine") -> dict[str, str]:
         return {
@@ -135,6 +157,11 @@ class DockerSandbox:
             EXPIRES_LABEL: f"{time.time() + (lifetime_s or self.lifetime_s):.0f}",
             OWNER_LABEL: self.owner,
         }
+
+    def container_labels(self, lifetime_s: float | None = None, kind: str = "engine") -> dict[str, str]:
+        """A container's: its judging's (:meth:`labels`, which volumes carry too) and, under
+        compose, those of a one-off of the judge's service (``compose_labels``)."""
+        return {**self.labels(lifetime_s, kind), **self.compose}
 
     def start(self, binary: Path, port: int) -> DockerEngine:
         try:
@@ -152,12 +179,12 @@ class DockerSandbox:
         volume, which every engine of the judging then mounts read-only."""
         key = binary.resolve()
         if key not in self._volumes:
-            labels = self.labels(VOLUME_LIFETIME_S)
             name = f"qc-app-{uuid.uuid4().hex[:12]}"
-            volume = self.client.volumes.create(name, labels=labels)
+            volume = self.client.volumes.create(name, labels=self.labels(VOLUME_LIFETIME_S))
             try:
                 loader = self.client.containers.create(
-                    self.image, ["/app/engine"], name=f"{name}-load", labels=labels, network_mode="none",
+                    self.image, ["/app/engine"], name=f"{name}-load",
+                    labels=self.container_labels(VOLUME_LIFETIME_S), network_mode="none",
                     mounts=[Mount("/app", name, type="volume")],
                 )  # fmt: skip
                 try:
@@ -193,7 +220,7 @@ class DockerEngine:
         client, limits = sandbox.client, sandbox.limits
         self.limits, self.probe = limits, probe
         self.meter_uid: int | None = limits.uid  # the probe meters: this judge may not see its pids
-        labels = sandbox.labels()
+        labels = sandbox.container_labels()
         name = f"qc-engine-{uuid.uuid4().hex[:12]}"
         app = sandbox.app_volume(binary)
         ulimits = [

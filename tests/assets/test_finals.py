@@ -87,3 +87,42 @@ def test_finals_rejudge_the_top_and_their_ties_round_robin_correct_engine_first(
         assert len(row["finals"]) == 2
         assert row["ci"][0] <= row["median"] <= row["ci"][1]
         assert row["ci"] == pytest.approx(median_ci(row["finals"]), abs=2e-3)  # seeded: reproducible
+
+
+def test_finals_the_judge_cannot_vouch_for_stop_tagged_with_their_slot(engines, tmp_path, monkeypatch):
+    """Never a table on fewer judgings: after the judge's own retries the run fails, tagged with the
+    slot it waited on, for the requeue sensor (tests/sensors/test_requeue.py) to run it again."""
+    from assets import finals as finals_assets
+    from quantcraft_dagster.judge.errors import InfrastructureError
+
+    def noisy_host(*args, **kwargs):
+        raise InfrastructureError("no valid trial of phase C after re-runs: judge sent late")
+
+    monkeypatch.setattr(finals_assets, "judge_binary", noisy_host)
+    monkeypatch.setattr(finals_assets, "infrastructure_retry_wait_s", lambda attempt: 0.0)
+    res = resources(tmp_path)
+    bucket = res["bucket"].client()
+    with dg.DagsterInstance.ephemeral() as instance:
+        contestant, variant, final, final_range, correct = QUALIFYING[0]
+        bucket.put_file(keys.binary(f"{contestant}-1"), engines / variant)
+        metadata = {
+            "partition": f"{contestant}-1", "contestant": contestant, "status": "finished", "reason": "ok",
+            "final": final, "final_range": list(final_range), "fully_correct": correct,
+            "uploaded_at": time.time(),
+        }  # fmt: skip
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(lifecycle.SCORE_ASSET, partition=f"{contestant}-1", metadata=metadata)
+        )
+        result = dg.materialize(
+            [standings, finals_trace, finals_expected_reports, finals_judgings, final_standings],
+            instance=instance,
+            resources=res,
+            run_config={"ops": {"finals_judgings": {"config": {"top": 1, "repeat": 1}}}},
+            raise_on_error=False,
+        )
+        assert not result.success
+        run = instance.get_run_by_id(result.run_id)
+        assert run.tags[lifecycle.FINALS_WAITING_TAG] == res["sandbox"].slot_keys()[0]
+        failure = next(e for e in result.all_events if e.is_step_failure)
+        assert lifecycle.WAITING_REASON in failure.step_failure_data.error.message
+    assert bucket.head(FINAL_STANDINGS) is None

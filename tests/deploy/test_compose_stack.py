@@ -31,6 +31,7 @@ from tests.docker_env import ROOT, docker_client, sandbox_image, sandbox_leftove
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 OFFLINE = ROOT / "deploy" / "compose.offline.yml"
+COMPOSE_ARGS = "_compose_args"  # not the stack's: how this test names its project to docker-compose
 COMPOSE = ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "-f", str(OFFLINE)]
 
 
@@ -152,8 +153,8 @@ def stack(offline_images, docker_client, tmp_path_factory) -> Iterator[dict[str,
         fh.write("QUANTCRAFT_PROFILE=quick\n")
         fh.writelines(f"{name}={port}\n" for name, port in ports.items())
     name = f"qc{uuid.uuid4().hex[:8]}"
-    env = {**read_env(env_file), "COMPOSE_PROJECT_NAME": name}
     project = ["-p", name, "--env-file", str(env_file)]
+    env = {**read_env(env_file), "COMPOSE_PROJECT_NAME": name, COMPOSE_ARGS: " ".join(project)}
     try:
         subprocess.run([*COMPOSE, *project, "up", "-d"], check=True, cwd=ROOT)
         yield env
@@ -328,3 +329,37 @@ def test_a_postgres_restart_mid_judging_loses_nothing(stack, instance, engines, 
     assert runs[0].status == dg.DagsterRunStatus.SUCCESS  # the newest: the judging or its retry
     assert ranked_before | {"dave"} <= {row["contestant"] for row in leaderboard(stack)}
     assert sandbox_leftovers(docker_client) == []
+
+
+# Last in this module: it takes the stack down.
+def test_a_judging_waits_in_the_queue_and_down_leaves_nothing_behind(stack, instance, engines, docker_client):  # noqa: F811
+    """Two uploads at once on the stack's one judging slot: one is judged, the other's run waits in
+    Dagster's queue with no container (pool granularity ``run``), burning no CPU beside it. Then
+    ``docker-compose down`` mid-judging leaves no run container and no engine or probe behind:
+    they are one-offs of the daemon's service (``quantcraft_dagster.launcher``), so compose stops
+    and removes them with the stack."""
+    both = ("erin", "frank")
+    for who in both:
+        stack_bucket(stack).put_bytes(f"submissions/{who}/engine", (engines / "engine").read_bytes())
+
+    def one_judged() -> tuple[str, list] | None:
+        runs = {who: instance.get_runs(dg.RunsFilter(tags={CONTESTANT_TAG: who})) for who in both}
+        started = [(who, e) for who in both if (e := engines_of(instance, docker_client, who))]
+        return started[0] if all(runs.values()) and started else None
+
+    judged, started = wait_for(one_judged, 300, "one of two uploads judged, both runs made")
+    (other,) = [who for who in both if who != judged]
+    (waiting,) = instance.get_runs(dg.RunsFilter(tags={CONTESTANT_TAG: other}))
+    assert waiting.status == dg.DagsterRunStatus.QUEUED and "docker/container_id" not in waiting.tags
+    project = f"com.docker.compose.project={stack['COMPOSE_PROJECT_NAME']}"
+    judging = started[0].labels[JUDGING_LABEL]
+    (run,) = docker_client.containers.list(filters={"label": [project, f"dagster/run_id={judging}"]})
+    assert run.labels["com.docker.compose.service"] == "dagster-daemon"
+    subprocess.run([*COMPOSE, *stack[COMPOSE_ARGS].split(), "down", "-t", "10"], cwd=ROOT)
+
+    def left() -> list[str]:
+        mine = docker_client.containers.list(all=True, filters={"label": project})
+        sandboxes = docker_client.containers.list(all=True, filters={"label": f"{JUDGING_LABEL}={judging}"})
+        return [c.name for c in {c.id: c for c in mine + sandboxes}.values()]
+
+    wait_for(lambda: not left(), 30, "no container of the stack, its runs or their sandboxes", left)

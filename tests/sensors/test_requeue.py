@@ -4,10 +4,12 @@ shown to organisers by an asset check; on a real (ephemeral) instance, sensor in
 from __future__ import annotations
 
 import time
+import uuid
 
 import dagster as dg
 import pytest
 
+from assets.finals import finals_job
 from assets.waiting import CHECK_NAME
 from quantcraft_dagster import lifecycle
 from quantcraft_dagster.definitions import calibration_job, judge_job
@@ -44,7 +46,7 @@ def calibrate(instance, figures: dict) -> None:
 
 
 def evaluate(instance) -> dg.SensorResult:
-    sensor = build_requeue_sensor(judge_job, calibration_job)
+    sensor = build_requeue_sensor(judge_job, calibration_job, finals_job)
     return sensor(dg.build_sensor_context(instance=instance))
 
 
@@ -87,3 +89,37 @@ def test_a_noisy_calibration_keeps_it_waiting_for_the_next(instance):
 def test_a_judging_without_a_slot_is_queued_again_later(instance):
     wait_on(instance, slot=None)
     assert evaluate(instance).run_requests == []
+
+
+FINALS_CONFIG = {"ops": {"finals_judgings": {"config": {"top": 3, "repeat": 5}}}}
+
+
+def finals_waited(instance) -> dg.DagsterRun:
+    """A finals run that stopped waiting for a quiet judge on SLOT, as ``finals_judgings`` ends one."""
+    run = dg.DagsterRun(
+        job_name=finals_job.name,
+        run_id=str(uuid.uuid4()),
+        run_config=FINALS_CONFIG,
+        tags={lifecycle.FINALS_WAITING_TAG: SLOT},
+        status=dg.DagsterRunStatus.STARTED,
+    )
+    instance.add_run(run)
+    instance.report_run_failed(run)
+    return run
+
+
+def test_waiting_finals_are_calibrated_for_then_run_again_with_their_config(instance):
+    waited = finals_waited(instance)
+    first = evaluate(instance)
+    assert [(r.job_name, r.partition_key) for r in first.run_requests] == [(calibration_job.name, SLOT)]
+    check = check_of(first)
+    assert not check.passed and SLOT in check.metadata["finals"].value
+    time.sleep(0.01)
+    calibrate(instance, {**CLEAN, "send_lag_p99_us": 900.0})  # noisy: the finals keep waiting
+    assert evaluate(instance).run_requests == []
+    time.sleep(0.01)
+    calibrate(instance, CLEAN)
+    (again,) = evaluate(instance).run_requests
+    assert again.job_name == finals_job.name and again.run_config == FINALS_CONFIG
+    assert waited.run_id in again.run_key
+    assert evaluate(instance).run_requests[0].run_key == again.run_key  # a re-evaluation dedupes

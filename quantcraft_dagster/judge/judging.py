@@ -13,7 +13,6 @@ from pathlib import Path
 from ..core import check, trace
 from ..core.binary import MAX_BINARY_BYTES, Rejected, validate
 from ..core.bundle import PhaseBundle, trace_id
-from ..core.metrics import PhaseMetrics
 from ..core.telemetry import Telemetry
 from ..core.trial import (
     disturbed,
@@ -140,28 +139,19 @@ class _Judging:
         Its trials then count; the verdict records the control. The control gets a second run when
         its first is disturbed: work the contestant's engine left behind (Docker still copying a
         stderr flood's logs) took 9 % of a control replay run right after."""
-        if self.control is None:
+        control = self.config.control_engine
+        if control is None or not control.exists():
             self.not_own = "no reference engine to control with"
             return False
         for _ in range(2):
-            m = self.timed_metrics(self.control, bundle)
+            result, engine_exit = run_phase(self.sandbox, control, bundle, self.config, None, timed=True)
+            m = phase_outcome(bundle.spec.phase, bundle, result, engine_exit, self.config.validity).metrics
             if m.interference is not None and not disturbed(m, bundle.spec.rate, self.config.validity):
                 self.own_interference = m.interference
                 return True
         why = invalid_reason(m, bundle.spec.rate, self.config.validity) or "its interference unmeasured"
         self.not_own = f"the reference engine's trial was disturbed too: {why}"
         return False
-
-    @property
-    def control(self) -> Path | None:
-        """The reference engine of control trials, when there is one."""
-        control = self.config.control_engine
-        return control if control is not None and control.exists() else None
-
-    def timed_metrics(self, binary: Path, bundle: PhaseBundle) -> PhaseMetrics:
-        """One timed run of ``binary`` on ``bundle``'s phase, outside the counted trials: its figures."""
-        result, engine_exit = run_phase(self.sandbox, binary, bundle, self.config, None, timed=True)
-        return phase_outcome(bundle.spec.phase, bundle, result, engine_exit, self.config.validity).metrics
 
     def disturbance_follows_the_engine(self, phase: str) -> bool:
         """Whether the disturbance that used up the re-runs (the judge late, or the engine kept off

@@ -74,24 +74,58 @@ def interfered(m: PhaseMetrics, cfg: ValidityConfig) -> bool:
     return m.interference is not None and m.interference > cfg.max_interference
 
 
-def host_stalls(
-    samples: Sequence[tuple[int, int | None, int, int]], ncpus: int, min_stall_ns: int
-) -> list[Stall]:
-    """The stretches between samples (``judge.interference.StallWatch``) in which other work held
-    the engine off its CPUs for at least ``min_stall_ns``.
+Sample = tuple[int, int | None, int, int, int | None]
+"""A stall-watch sample (``judge.interference.StallWatch``, ``qcload``), all ns: time, idle time of
+the engine's CPUs (None: unknown), the engine's CPU time, its run delay, and every task's CPU time
+on the engine's CPUs (None: unknown)."""
 
-    As the whole-replay meter measures it: the smaller of the time something else kept the
-    engine's CPUs busy (busy minus the engine's own CPU time) and the time the engine waited,
-    runnable, for them (run delay). An engine that competes with itself has run delay but no
-    foreign time, so it cannot have its own slow orders left out. The kernel credits a wait when
-    it ends, so a stall is a run of windows with foreign time, and its run delay is what the
-    engine was credited over them and the window after. Without idle figures (no cpuidle) the
-    engine's CPUs count as busy throughout: run delay then decides.
+
+def foreign_ns(first: Sample, last: Sample, ncpus: int) -> tuple[int, int | None]:
+    """Two measures of the time other work ran on the engine's CPUs between two samples, each
+    never below the truth: (busy, tasks).
+
+    ``busy``: busy time from cpuidle, elapsed minus idle, less the engine's own CPU time. It is
+    continuous, but it also counts what no task is charged for: the CPU's way in and out of idle,
+    interrupts taken there (an engine that sleeps and wakes often makes more of it; Go's runtime
+    about a tenth of its own CPU time), and an idle period not yet over when a sample is read
+    (cpuidle credits it as it ends). Without cpuidle the CPUs count as busy throughout.
+
+    ``tasks``: every task's CPU time there (cgroup v1's root ``cpuacct``) less the engine's: other
+    tasks' time exactly, but charged as a running task is ticked or switched out, milliseconds
+    late (None: the host has no such figures)."""
+    (t0, idle0, own0, _, tasks0), (t1, idle1, own1, _, tasks1) = first, last
+    idle = idle1 - idle0 if idle0 is not None and idle1 is not None else 0
+    busy = ncpus * (t1 - t0) - idle - (own1 - own0)
+    tasks = tasks1 - tasks0 - (own1 - own0) if tasks0 is not None and tasks1 is not None else None
+    return busy, tasks
+
+
+def replay_interference(first: Sample, last: Sample, ncpus: int) -> float | None:
+    """The share of a replay, between its first and last samples (``qcload`` takes them as the
+    replay starts and as its last report arrives), in which other work kept the engine off its
+    CPUs: the smallest of the measures of other work (:func:`foreign_ns`) and the time the engine
+    waited, runnable, for its CPUs. Other work while the engine sleeps costs it nothing, and an
+    engine with more busy threads than CPUs delays itself: only what all see is the host's doing."""
+    span = last[0] - first[0]
+    if span <= 0:
+        return None
+    busy, tasks = foreign_ns(first, last, ncpus)
+    held = min(busy, last[3] - first[3], busy if tasks is None else tasks)
+    return max(0, held) / span
+
+
+def host_stalls(samples: Sequence[Sample], ncpus: int, min_stall_ns: int) -> list[Stall]:
+    """The stretches between samples in which other work held the engine off its CPUs for at
+    least ``min_stall_ns``, measured as :func:`replay_interference` does.
+
+    A stall is a run of windows with busy time not the engine's (the continuous measure); the
+    kernel credits a wait as it ends and charges a task's time as it is switched out, so the run
+    delay and the other tasks' time are what was credited over those windows and the one after.
     """
     windows = []
-    for (t0, idle0, own0, delay0), (t1, idle1, own1, delay1) in pairwise(samples):
-        idle = idle1 - idle0 if idle0 is not None and idle1 is not None else 0
-        windows.append((t0, t1, ncpus * (t1 - t0) - idle - (own1 - own0), delay1 - delay0))
+    for a, b in pairwise(samples):
+        busy, tasks = foreign_ns(a, b, ncpus)
+        windows.append((a[0], b[0], busy, tasks, b[3] - a[3]))
     stalls, k = [], 0
     while k < len(windows):
         if windows[k][2] < min_stall_ns:
@@ -100,10 +134,12 @@ def host_stalls(
         first = k
         while k < len(windows) and windows[k][2] >= min_stall_ns:
             k += 1
-        foreign = sum(w[2] for w in windows[first:k])
-        delay = sum(w[3] for w in windows[first : k + 1])  # the wait is credited as it ends
-        if min(foreign, delay) >= min_stall_ns:
-            stalls.append((windows[first][0], windows[k - 1][1], min(foreign, delay)))
+        after = windows[first : k + 1]
+        held = min(sum(w[2] for w in windows[first:k]), sum(w[4] for w in after))
+        if all(w[3] is not None for w in after):
+            held = min(held, sum(w[3] or 0 for w in after))
+        if held >= min_stall_ns:
+            stalls.append((windows[first][0], windows[k - 1][1], held))
     return stalls
 
 

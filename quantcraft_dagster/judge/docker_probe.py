@@ -15,10 +15,10 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from docker.errors import DockerException
+from docker.errors import APIError, DockerException
 from docker.types import LogConfig, Mount
 
-from . import cgroups
+from . import cgroups, interference
 from .sandbox import LOADGEN_MODULE, STDERR_TAIL_BYTES
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 # container's at once (its owner is gone), a finished judging's when it closes its sandbox.
 VOLUME_LIFETIME_S = 6 * 3600.0
 WORK = "/work"  # the probe's volume: plan in, result out
+USAGE = "/host/cpuacct.usage_percpu"  # the host's interference.USAGE_FILE, bound read-only
 
 
 class Probe:
@@ -40,28 +41,18 @@ class Probe:
         labels = sandbox.labels(VOLUME_LIFETIME_S, kind="probe")
         name = f"qc-probe-{uuid.uuid4().hex[:12]}"
         self.work = client.volumes.create(f"{name}-work", labels=labels)
+        # Every task's CPU time per CPU, from the daemon's host: the load generator tells other
+        # work on the engine's CPUs from idle by it. A cgroup v2 host has no such file.
+        self.usage_file: str | None = USAGE
+        usage = Mount(USAGE, interference.USAGE_FILE, type="bind", read_only=True)
         try:
-            self.container = client.containers.create(
-                sandbox.probe_image,
-                ["python", "-c", "import signal; signal.pause()"],  # holds the namespaces
-                name=name,
-                labels=sandbox.container_labels(VOLUME_LIFETIME_S, kind="probe"),
-                hostname="engine",
-                user="0:0",
-                network_mode="none",
-                ipc_mode="private",
-                read_only=True,
-                mounts=[Mount(WORK, self.work.name, type="volume")],
-                tmpfs={"/tmp": "size=64m,mode=1777"},
-                cap_drop=["ALL"],
-                cap_add=["SYS_NICE"],
-                security_opt=["no-new-privileges"],
-                pids_limit=64,
-                cpuset_cpus=",".join(map(str, sandbox.loadgen_cpus)) or None,
-                cpu_shares=cgroups.MAX_SHARES,  # outweighs the host's work on its CPUs (judge.cpu_weight)
-                init=True,  # PID 1 of the engines' pid namespace: reaps what an engine orphans
-                log_config=LogConfig(type=LogConfig.types.NONE),
-            )
+            try:
+                self.container = self._create(sandbox, name, [usage])
+            except APIError as exc:
+                if "bind source path does not exist" not in str(exc):
+                    raise
+                self.usage_file = None
+                self.container = self._create(sandbox, name, [])
             self.container.start()
         except BaseException:
             with contextlib.suppress(DockerException, AttributeError):
@@ -70,6 +61,29 @@ class Probe:
                 self.work.remove(force=True)
             raise
         self.client = client
+
+    def _create(self, sandbox: DockerSandbox, name: str, mounts: list[Mount]):  # -> Container
+        return sandbox.client.containers.create(
+            sandbox.probe_image,
+            ["python", "-c", "import signal; signal.pause()"],  # holds the namespaces
+            name=name,
+            labels=sandbox.container_labels(VOLUME_LIFETIME_S, kind="probe"),
+            hostname="engine",
+            user="0:0",
+            network_mode="none",
+            ipc_mode="private",
+            read_only=True,
+            mounts=[Mount(WORK, self.work.name, type="volume"), *mounts],
+            tmpfs={"/tmp": "size=64m,mode=1777"},
+            cap_drop=["ALL"],
+            cap_add=["SYS_NICE"],
+            security_opt=["no-new-privileges"],
+            pids_limit=64,
+            cpuset_cpus=",".join(map(str, sandbox.loadgen_cpus)) or None,
+            cpu_shares=cgroups.MAX_SHARES,  # outweighs the host's work on its CPUs (judge.cpu_weight)
+            init=True,  # PID 1 of the engines' pid namespace: reaps what an engine orphans
+            log_config=LogConfig(type=LogConfig.types.NONE),
+        )
 
 
 def archive(name: str, data: bytes, mode: int) -> bytes:

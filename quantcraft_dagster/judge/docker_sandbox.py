@@ -219,7 +219,8 @@ class DockerEngine:
     def __init__(self, sandbox: DockerSandbox, probe: Probe, binary: Path, port: int) -> None:
         client, limits = sandbox.client, sandbox.limits
         self.limits, self.probe = limits, probe
-        self.meter_uid: int | None = limits.uid  # the probe meters: this judge may not see its pids
+        self.meter_uid: int | None = limits.uid  # the probe finds its processes: this judge may not
+        self.usage_file = probe.usage_file
         labels = sandbox.container_labels()
         name = f"qc-engine-{uuid.uuid4().hex[:12]}"
         app = sandbox.app_volume(binary)

@@ -27,9 +27,10 @@ from typing import Any
 import orjson
 
 from ..core.accounting import account
+from ..core.trial import replay_interference
 from . import native_client, picows_client
 from .cpus import foreground
-from .interference import EngineOfUid, Meter, StallWatch, WatchFiles
+from .interference import EngineOfUid, StallWatch, WatchFiles, with_threads
 from .replay import LoadPlan, LoadResult
 
 HOST = "127.0.0.1"
@@ -91,23 +92,25 @@ def execute(plan: LoadPlan, progress: bool = False) -> LoadResult:
     healthy, waited, why = wait_healthy(plan)
     if not healthy:
         return LoadResult(False, waited, why)
-    meter = Meter(plan.meter[0], EngineOfUid(plan.meter[1])) if plan.meter else None
-    if meter:
-        meter.mark()
     if progress:
         print(f"healthy {waited:.2f}", flush=True)
-    files = WatchFiles.of(plan.engine_cpus, _engine_pids(plan)) if plan.rate and plan.engine_cpus else None
+    files = WatchFiles.of(plan.engine_cpus, _engine_pids(plan), plan.usage_file) if plan.engine_cpus else None
     if plan.client == "native":
         replay = native_client.replay(plan, files, progress)
     else:
-        watch = StallWatch(plan.engine_cpus, _engine_pids(plan)) if files is not None else None
+        watch = StallWatch(files) if files is not None else None
         try:
             replay = picows_client.replay(plan, watch, progress)
         finally:
             if watch is not None:
                 watch.close()
-    if meter:
-        meter.mark()
+    samples, interference = replay.stall_samples, None
+    if files is not None and len(samples) >= 2:
+        new = files.new_threads(_engine_pids(plan))
+        last = with_threads(samples[-1], new) if new else samples[-1]
+        interference = replay_interference(samples[0], last, len(files.cpus))
+        if new:
+            samples = []  # its new threads ran unwatched: no window can tell its time from the host's
     accounted = account(plan.conn_of, plan.order_ids, replay.sent_ns, replay.frames, replay.failures)
     return LoadResult(
         healthy=True,
@@ -125,16 +128,16 @@ def execute(plan: LoadPlan, progress: bool = False) -> LoadResult:
         cpu_s=replay.cpu_s,
         run_delay_s=replay.run_delay_s,
         wall_s=replay.wall_s,
-        interference_ns=meter.ns() if meter else None,
-        stall_samples=replay.stall_samples if files and files.covers(_engine_pids(plan)) else [],
+        interference=interference,
+        stall_samples=samples if plan.rate else [],
         watched_cpus=len(files.cpus) if files else 0,
         client=plan.client,
     )
 
 
 def _engine_pids(plan: LoadPlan) -> set[int]:
-    if plan.meter is not None:
-        return EngineOfUid(plan.meter[1]).pids()
+    if plan.engine_uid is not None:
+        return EngineOfUid(plan.engine_uid).pids()
     found: set[int] = set()
     for path in plan.engine_procs:
         with contextlib.suppress(OSError, ValueError):

@@ -27,14 +27,16 @@ LOADGEN_UID = 65533
 signal nor trace it."""
 HANDSHAKE_TIMEOUT_S = 5.0
 
-_HEADER = struct.Struct("<4s5Id4q4IQ8s")
+_HEADER = struct.Struct("<4s5Id4q4I2Q8s")
 _RESULT_HEAD = struct.Struct("<6I4q")
 _FAILURE_BYTES = 240
 FRAME_DTYPE = np.dtype(
     [("recv_ns", "<i8"), ("offset", "<u8"), ("declared", "<u8"), ("stored", "<u4"),
      ("conn", "<u2"), ("opcode", "u1"), ("flags", "u1")]
 )  # fmt: skip
-SAMPLE_DTYPE = np.dtype([("now", "<i8"), ("idle", "<i8"), ("ran", "<i8"), ("waited", "<i8")])
+SAMPLE_DTYPE = np.dtype(
+    [("now", "<i8"), ("idle", "<i8"), ("ran", "<i8"), ("waited", "<i8"), ("tasks", "<i8")]
+)
 
 
 class NativeClientError(RuntimeError):
@@ -43,12 +45,15 @@ class NativeClientError(RuntimeError):
 
 def encode_plan(plan: LoadPlan, watch: WatchFiles | None, progress: bool) -> bytes:
     """The plan in qcload's layout: header, each order's connection, payload end offsets, the
-    payloads back to back, then the stall watch's file paths (NUL-terminated)."""
+    payloads back to back, then the stall watch's file paths (NUL-terminated), the usage file's
+    last when the header's mask names the engine's CPUs in it."""
     n = len(plan.payloads)
     ends = np.cumsum([len(p) for p in plan.payloads], dtype=np.uint64) if n else np.zeros(0, np.uint64)
     idle, tasks = (watch.idle, watch.tasks) if watch is not None else ((), ())
+    usage = (watch.usage,) if watch is not None and watch.usage else ()
+    mask = sum(1 << c for c in watch.cpus) if usage and watch is not None else 0
     header = _HEADER.pack(
-        b"QCL1",
+        b"QCL2",
         n,
         plan.connections,
         0 if plan.rate else plan.window,
@@ -64,9 +69,10 @@ def encode_plan(plan: LoadPlan, watch: WatchFiles | None, progress: bool) -> byt
         LOADGEN_UID,
         LOADGEN_UID,
         n,  # the masking keys' seed: any value; the phase's size, as the picows client uses
+        mask,
         plan.phase.encode()[:8],
     )
-    paths = b"".join(p.encode() + b"\0" for p in (*idle, *tasks))
+    paths = b"".join(p.encode() + b"\0" for p in (*idle, *tasks, *usage))
     return b"".join(
         (header, np.asarray(plan.conn_of, dtype="<u4").tobytes(), ends.astype("<u8").tobytes(),
          *plan.payloads, paths)
@@ -77,7 +83,7 @@ def decode_result(data: bytes | mmap.mmap, n_orders: int, n_conns: int) -> Repla
     """The replay qcload wrote (``write_result`` in qcload.c)."""
     head = _RESULT_HEAD.unpack_from(data, 0)
     magic, n, conns, n_frames, n_samples, _tasks, cpu_ns, delay_ns, wall_ns, rss = head
-    if magic != 0x31524351 or n != n_orders or conns != n_conns:
+    if magic != 0x32524351 or n != n_orders or conns != n_conns:
         raise NativeClientError(f"qcload wrote an unexpected result header {head[:3]}")
     pos = _RESULT_HEAD.size
     intended = np.frombuffer(data, "<i8", n, pos)
@@ -116,7 +122,8 @@ def decode_result(data: bytes | mmap.mmap, n_orders: int, n_conns: int) -> Repla
         wall_s=wall_ns / 1e9,
         peak_rss_bytes=rss,
         stall_samples=[
-            (t, None if idle < 0 else idle, ran, waited) for t, idle, ran, waited in samples.tolist()
+            (t, None if idle < 0 else idle, ran, waited, None if tasks < 0 else tasks)
+            for t, idle, ran, waited, tasks in samples.tolist()
         ],
     )
 

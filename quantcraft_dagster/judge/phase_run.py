@@ -9,7 +9,6 @@ decides which runs count.
 from __future__ import annotations
 
 import contextlib
-import os
 import pickle
 import tempfile
 import threading
@@ -23,7 +22,6 @@ from ..core.bundle import PhaseBundle
 from ..core.metrics import phase_metrics
 from ..core.trial import ValidityConfig, client_limited, disturbed_orders, host_stalls
 from ..core.verdict import PhaseOutcome
-from . import interference
 from .cgroups import PlatformGroup
 from .config import JudgeConfig
 from .cpus import cleared
@@ -68,9 +66,7 @@ def phase_outcome(
         cpu_ns=engine_exit.cpu_ns if engine_exit is not None and result.healthy else None,
         client_busy=(result.cpu_s + result.run_delay_s) / result.wall_s if result.wall_s > 0 else None,
         client_run_delay=result.run_delay_s / result.wall_s if result.wall_s > 0 else None,
-        interference=result.interference_ns / (result.wall_s * 1e9)
-        if result.interference_ns is not None and result.wall_s > 0
-        else None,
+        interference=result.interference,
         disturbed=disturbed,
         in_flight=bundle.spec.in_flight,
     )
@@ -115,7 +111,7 @@ def run_phase(
 ) -> tuple[LoadResult, EngineExit]:
     """One run of a phase on a fresh engine. ``timed``: on a quiet host (``judge.quiet``, entered
     after the progress announcement, so the caller's bookkeeping is done before anything freezes),
-    with the host's interference with the engine measured over the replay (``judge.interference``)."""
+    with the load generator watching the engine's CPUs (``judge.interference``)."""
     spec = bundle.spec
     plan = LoadPlan(
         phase=spec.phase,
@@ -141,30 +137,17 @@ def run_phase(
             # logs a lifecycle event) then never shares the load generator's CPU during a replay.
             progress(spec.phase, 0, len(plan.payloads), "starting a fresh engine")
         group = PlatformGroup() if timed and config.quiet_platform else None
-        interfered = None
         slot = config.engine_cpus + config.loadgen_cpus
         clearing = cleared(slot) if timed and config.clear_slot_cpus else contextlib.nullcontext()
         with quiet_platform(group, config.quiet_max_s), clearing:
             engine = sandbox.start(binary, config.port)
             try:
-                # The judge meters where it sees the engine's processes, else the load generator.
-                meter = (
-                    interference.Meter(config.engine_cpus, engine)
-                    if timed and engine.meter_uid is None
-                    else None
-                )
-                if timed and engine.meter_uid is not None:
-                    plan.meter = (config.engine_cpus, engine.meter_uid)
-                elif timed:
-                    plan.engine_procs = engine.procs_files()
+                if timed:
+                    plan.engine_uid, plan.engine_procs = engine.meter_uid, engine.procs_files()
+                    plan.usage_file = engine.usage_file
                 with open(plan_path, "wb") as fh:
                     pickle.dump(plan, fh, protocol=pickle.HIGHEST_PROTOCOL)
-                _drive_loadgen(
-                    engine, plan, plan_path, result_path, config, progress, meter.mark if meter else None
-                )
-                if meter is not None and engine.exit_code() is None:  # the replay's end
-                    meter.mark()
-                    interfered = meter.ns()
+                _drive_loadgen(engine, plan, plan_path, result_path, config, progress)
             finally:
                 engine_exit = engine.stop()
         if not result_path.exists():
@@ -173,8 +156,6 @@ def run_phase(
             ), engine_exit
         with open(result_path, "rb") as fh:
             result = pickle.load(fh)
-        if meter is not None:
-            result.interference_ns = interfered
         return result, engine_exit
 
 
@@ -185,10 +166,8 @@ def _drive_loadgen(
     result_path: Path,
     config: JudgeConfig,
     progress: Progress | None,
-    on_healthy: Callable[[], None] | None = None,
 ) -> None:
-    """Run the load generator beside the engine; stop it if the engine dies first. ``on_healthy``
-    is called when the engine answered its health check: the replay starts.
+    """Run the load generator beside the engine; stop it if the engine dies first.
 
     Until then this thread polls (an engine that dies first ends the wait); from then on it
     blocks until the load generator exits, and nothing of the judge's wakes on the load
@@ -197,9 +176,7 @@ def _drive_loadgen(
     total = len(plan.payloads)
     healthy = threading.Event()
     proc = engine.run_loadgen(plan_path, result_path)
-    reader = threading.Thread(
-        target=_read_progress, args=(proc, plan.phase, total, healthy, progress, on_healthy)
-    )
+    reader = threading.Thread(target=_read_progress, args=(proc, plan.phase, total, healthy, progress))
     reader.start()
     # The load generator enforces the phase limit itself; this only catches a stuck harness.
     limit_s = config.health_timeout_s + config.phase_time_limit_s + 60
@@ -236,19 +213,11 @@ def _read_progress(
     total: int,
     healthy: threading.Event,
     progress: Progress | None,
-    on_healthy: Callable[[], None] | None,
 ) -> None:
-    """The load generator's lines, as they come: its "healthy" starts the replay's measurement
-    (``on_healthy``). At the load generator's own priority: beside its busy-polling sender on a
-    shared CPU, a thread at nice 0 got its turn only after the replay, and marked its start too
-    late (the interference meter then measured almost nothing)."""
-    with contextlib.suppress(OSError):  # no CAP_SYS_NICE (a run container): it meters in the load generator
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), -20)
+    """The load generator's lines, as they come: its "healthy" ends the wait for the engine."""
     for line in proc.stdout:
         parts = line.split()
         if parts and parts[0] == "healthy":
-            if on_healthy:
-                on_healthy()
             healthy.set()
             if progress:
                 progress(phase, 0, total, f"engine healthy after {parts[1]} s")

@@ -130,7 +130,7 @@ class _Conn(WSListener):
 async def _run(plan: LoadPlan, progress: bool, watch: StallWatch | None) -> _Phase:
     """Connect, replay the plan, and wait until every order is answered or given up."""
     phase = _Phase(plan)
-    phase.watch = watch if plan.rate else None
+    phase.watch = watch
     frames = masked_text_frames(plan.payloads, seed=len(plan.payloads))
     owned: list[list[int]] = [[] for _ in range(plan.connections)]
     for seq, index in enumerate(plan.conn_of):
@@ -149,6 +149,8 @@ async def _run(plan: LoadPlan, progress: bool, watch: StallWatch | None) -> _Pha
     if plan.rate:
         tasks.append(asyncio.create_task(_open_loop(phase, plan.rate)))
     else:
+        if watch is not None:
+            watch.sample()  # the replay's start
         for conn in phase.conns:
             conn.refill()
     await phase.done

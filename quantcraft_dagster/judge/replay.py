@@ -15,6 +15,7 @@ from typing import Any
 
 from ..core import protocol
 from ..core.accounting import Frame
+from ..core.trial import Sample
 
 CLIENTS = ("native", "picows")
 """The load generator's clients: ``native`` times the phases; ``picows`` is the reference it is
@@ -40,20 +41,16 @@ class LoadPlan:
     report_timeout_s: float = protocol.REPORT_TIMEOUT_S
     time_limit_s: float = protocol.PHASE_TIME_LIMIT_S
     client: str = "native"
-    # Where the judge cannot see the engine's processes (a run container judging through the
-    # Docker sandbox) the load generator, which shares the engine's pid namespace there, meters
-    # the interference itself: the engine's CPUs and its uid (``interference.EngineOfUid``).
-    meter: tuple[tuple[int, ...], int] | None = None
-    # Open loop: the engine's CPUs, sampled between sends for host stalls (``interference.StallWatch``),
-    # and the files listing its processes when the replay starts (bubblewrap: its cgroup's);
-    # none: the processes of the meter's uid.
+    # A timed phase: the engine's CPUs, sampled at the replay's edges and, in an open loop,
+    # between sends (``judge.interference``); the files listing its processes when the replay
+    # starts (bubblewrap: its cgroup's), or else its uid, whose processes are its alone in the pid
+    # namespace the load generator shares with it (the Docker sandbox's probe:
+    # ``interference.EngineOfUid``); and the file of every task's CPU time per CPU, where the
+    # load generator can read it (``interference.USAGE_FILE``).
     engine_cpus: list[int] = field(default_factory=list)
     engine_procs: list[str] = field(default_factory=list)
-
-
-Sample = tuple[int, int | None, int, int]
-"""A stall-watch sample: (time, idle time of the engine's CPUs or None, engine CPU time, its run
-delay), all ns (``interference.StallWatch``)."""
+    engine_uid: int | None = None
+    usage_file: str | None = None
 
 
 @dataclass(slots=True)
@@ -97,10 +94,11 @@ class LoadResult:
     cpu_s: float = 0.0
     run_delay_s: float = 0.0
     wall_s: float = 0.0
-    # Time the engine waited for its CPUs while other work held them during the replay
-    # (``judge.interference``): filled in by the judge, or here when the plan asks; None: not measured.
-    interference_ns: int | None = None
-    # Open loop: the engine's CPUs sampled between sends (``interference.StallWatch.samples``).
+    # The share of the replay in which other work kept the engine off its CPUs
+    # (``core.trial.replay_interference``); None: not measured (an untimed phase).
+    interference: float | None = None
+    # Open loop: the engine's CPUs sampled between sends (``interference.StallWatch.samples``);
+    # none when the engine started threads the watch did not see.
     stall_samples: list[Sample] = field(default_factory=list)
     watched_cpus: int = 0
     client: str = "native"

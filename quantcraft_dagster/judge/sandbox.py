@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..core import protocol
-from . import cgroups
+from . import cgroups, interference
 from .cpus import foreground
 
 STDERR_TAIL_BYTES = 64 * 1024
@@ -137,9 +137,12 @@ class LocalLoadgen:
 class RunningEngine(Protocol):
     """A started engine, whatever the backend."""
 
-    # None: the judge sees the engine's processes and meters the interference itself; a uid: only
-    # the load generator does, from the pid namespace it shares with the engine (Docker).
+    # None: the load generator finds the engine's processes in ``procs_files``; a uid: as that
+    # uid's processes in the pid namespace it shares with the engine (Docker).
     meter_uid: int | None
+    # Where the load generator reads every task's CPU time per CPU (``interference.USAGE_FILE``);
+    # None where it cannot.
+    usage_file: str | None
 
     def run_loadgen(self, plan: Path, result: Path) -> LoadgenRun:
         """Start the load generator where it reaches the engine at 127.0.0.1 and nothing else."""
@@ -291,6 +294,7 @@ class BubblewrapEngine:
         self.child_pid = _read_child_pid(info_r)
         self.stopped = False
         self.meter_uid: int | None = None
+        self.usage_file = interference.usage_file()
 
     @property
     def netns_path(self) -> str:

@@ -13,11 +13,13 @@ from hypothesis import strategies as st
 from quantcraft_dagster.core.metrics import PhaseMetrics, phase_metrics
 from quantcraft_dagster.core.scoring import ScoringConfig, latency_score, score_trials, throughput_score
 from quantcraft_dagster.core.trial import (
+    Sample,
     ValidityConfig,
     client_limited,
     disturbed_orders,
     host_stalls,
     invalid_reason,
+    replay_interference,
     summarize,
 )
 
@@ -114,14 +116,19 @@ def test_metrics_of_real_arrays_feed_validity():
 US = 1_000  # ns
 
 
-def watch(*windows: tuple[int, int | None, int, int]) -> list[tuple[int, int | None, int, int]]:
-    """StallWatch samples from per-window increments (length, idle, engine CPU, run delay), µs."""
-    t = idle = own = delay = 0
-    samples = [(0, 0, 0, 0)]
-    for length, idle_us, own_us, delay_us in windows:
+def watch(*windows: tuple) -> list[Sample]:
+    """StallWatch samples from per-window increments, µs: (length, idle, engine CPU, run delay),
+    and optionally every task's CPU time on the engine's CPUs (None: unknown, the default)."""
+    t = idle = own = delay = tasks = 0
+    samples: list[Sample] = [(0, 0, 0, 0, None)]
+    for length, idle_us, own_us, delay_us, *rest in windows:
+        tasks_us = rest[0] if rest else None
         t, own, delay = t + length * US, own + own_us * US, delay + delay_us * US
         idle = None if idle_us is None or idle is None else idle + idle_us * US
-        samples.append((t, idle, own, delay))
+        tasks = None if tasks_us is None or tasks is None else tasks + tasks_us * US
+        samples.append((t, idle, own, delay, tasks))
+    if any(len(w) > 4 for w in windows):
+        samples[0] = (0, 0, 0, 0, 0)
     return samples
 
 
@@ -140,6 +147,25 @@ def test_an_engine_competing_with_itself_or_sleeping_is_never_stalled():
     self_competing = watch((250, 0, 250, 250), (250, 0, 250, 250))  # run delay, no foreign time
     idle_unaccounted = watch((250, 0, 0, 0), (250, 250, 0, 0))  # cpuidle credits an idle period late
     assert host_stalls(self_competing, 1, 20 * US) == host_stalls(idle_unaccounted, 1, 20 * US) == []
+
+
+def test_every_tasks_time_tells_other_work_from_idle_not_yet_credited():
+    """An engine that sleeps and wakes (Go's runtime) and waits for its own threads: cpuidle has
+    not credited the idle period yet, so elapsed minus idle shows 200 µs of "foreign" time; the
+    tasks' CPU time says nothing else ran. A competitor shows in both."""
+    asleep = watch((250, 0, 50, 100, 50), (250, 0, 50, 100, 50))
+    competitor = watch((250, 0, 50, 100, 250), (250, 0, 50, 100, 250))
+    assert host_stalls(asleep, 1, 20 * US) == []
+    assert host_stalls([(*s[:4], None) for s in asleep], 1, 20 * US) != []  # cpuidle alone: fooled
+    assert host_stalls(competitor, 1, 20 * US) == [(0, 500 * US, 200 * US)]
+
+
+def test_a_replays_interference_is_the_smaller_of_other_work_and_the_engines_wait():
+    replay = watch((1000, 0, 600, 0, 700), (1000, 0, 900, 300, 1000))  # 200 µs of other work
+    assert replay_interference(replay[0], replay[-1], 1) == pytest.approx(200 / 2000)
+    self_only = watch((1000, 0, 1000, 900, 1000))  # its threads waited for each other
+    assert replay_interference(self_only[0], self_only[-1], 1) == 0.0
+    assert replay_interference(replay[0], replay[0], 1) is None
 
 
 def test_without_idle_figures_run_delay_decides():

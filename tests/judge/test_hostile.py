@@ -14,24 +14,20 @@ import pytest
 
 from quantcraft_dagster.judge.judging import judge_binary
 
-from .helpers import DOCKER_HERE, FAST, assert_nothing_left
+from .helpers import FAST, assert_nothing_left
 
 # Containment and verdicts are what these tests show: one trial of phases B and C is enough.
 ONE_TRIAL = replace(FAST, trials=1)
-# Containment is what these tests assert: under Docker, bounds this VM can meet (helpers).
-DOCKER_ONE_TRIAL = replace(ONE_TRIAL, validity=DOCKER_HERE)
 
 
 @pytest.fixture
 def judge_hostile(engines, sandbox_backend):
     """Judge a hostile binary, then check cleanup and that a correct engine still judges fine."""
-    default = ONE_TRIAL if sandbox_backend == "bubblewrap" else DOCKER_ONE_TRIAL
-
-    def run(binary, config=default):
+    def run(binary, config=ONE_TRIAL):
         verdict = judge_binary(binary, config).verdict
         assert verdict.status in ("finished", "failed") and verdict.reason
         assert_nothing_left()
-        after = judge_binary(engines / "engine", default).verdict
+        after = judge_binary(engines / "engine", ONE_TRIAL).verdict
         assert after.status == "finished" and after.scores.correctness == 100.0, after.reason
         return verdict
 

@@ -6,7 +6,11 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pytest
+
+from quantcraft_dagster.core.trial import replay_interference
 from quantcraft_dagster.judge import interference
 from quantcraft_dagster.judge.cpus import split_cpus
 
@@ -23,24 +27,6 @@ def spin(cpu: int, seconds: float) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", SPIN, str(cpu), str(seconds)])
 
 
-def cpu_ns(pid: int) -> int:
-    return int(open(f"/proc/{pid}/schedstat").read().split()[0])
-
-
-def test_a_busy_cpu_shows_as_busy_time_and_two_spinners_on_one_cpu_delay_each_other():
-    cpu = split_cpus()[0][0]
-    before = interference.busy_ns((cpu,))
-    start = time.monotonic_ns()
-    a, b = spin(cpu, 0.4), spin(cpu, 0.4)
-    time.sleep(0.2)
-    delay = interference.run_delay_ns([a.pid, b.pid])
-    a.wait(), b.wait()
-    wall = time.monotonic_ns() - start
-    busy = interference.busy_ns((cpu,)) - before
-    assert busy > 0.6 * wall  # two spinners kept it busy for most of the interval
-    assert delay > 0.05e9  # each waited while the other ran
-
-
 def test_an_engine_is_found_by_its_uid_with_its_cpu_time():
     """What the Docker sandbox's probe meters: every process of the engine's uid and the CPU time
     of their threads, and nothing of this judge's (root) processes."""
@@ -51,44 +37,73 @@ def test_an_engine_is_found_by_its_uid_with_its_cpu_time():
         engine = interference.EngineOfUid(nobody)
         time.sleep(0.3)
         assert spinner.pid in engine.pids() and os.getpid() not in engine.pids()
-        own = cpu_ns(spinner.pid)
-        assert engine.cpu_ns() >= own > 0.1e9
     finally:
         spinner.wait()
     assert spinner.pid not in engine.pids()
 
 
-class FakeEngine:
-    """Stands for a sandboxed engine: one spinning process (its CPU time from schedstat)."""
+def replay_share(cpu: int, engine: list[int], seconds: float, usage: str | None) -> float:
+    """What the load generator measures over a replay of ``seconds`` of an engine of ``engine``
+    pids on ``cpu``: its first and last samples' share (``core.trial.replay_interference``)."""
+    watch = interference.StallWatch(interference.WatchFiles.of((cpu,), engine, usage))
+    try:
+        watch.sample()
+        time.sleep(seconds)
+        watch.sample()
+    finally:
+        watch.close()
+    share = replay_interference(watch.samples[0], watch.samples[-1], 1)
+    assert share is not None
+    return share
 
-    def __init__(self, proc: subprocess.Popen) -> None:
-        self.proc = proc
 
-    def cpu_ns(self) -> int:
-        return cpu_ns(self.proc.pid)
-
-    def pids(self) -> set[int]:
-        return {self.proc.pid}
-
-
-def test_meter_charges_the_host_for_a_competitor_and_not_for_the_engine_alone():
+@pytest.mark.parametrize("usage", ["tasks", "cpuidle"])
+def test_the_host_is_charged_for_a_competitor_and_not_for_an_engine_alone_or_its_own_threads(usage):
+    """Every task's CPU time where the host has it (cgroup v1), busy time from cpuidle where it
+    has not (v2): a competitor on the engine's CPU shows in both; two busy threads of the engine on
+    its one CPU wait for each other, which is the engine's own doing."""
+    if usage == "tasks" and interference.usage_file() is None:
+        pytest.skip("a cgroup v2 host: no per-CPU CPU time of every task")
+    path = interference.usage_file() if usage == "tasks" else None
     cpu = split_cpus()[0][0]
-    alone = FakeEngine(spin(cpu, 0.5))
-    meter = interference.Meter((cpu,), alone)
+    alone = spin(cpu, 0.5)
     time.sleep(0.1)
-    meter.mark()
-    time.sleep(0.3)
-    meter.mark()
-    alone.proc.wait()
-    quiet = meter.ns()
+    quiet = replay_share(cpu, [alone.pid], 0.3, path)
+    alone.wait()
 
-    engine = FakeEngine(spin(cpu, 0.5))
-    meter = interference.Meter((cpu,), engine)
+    engine = spin(cpu, 0.5)
     time.sleep(0.1)
-    meter.mark()
     competitor = spin(cpu, 0.2)
-    time.sleep(0.3)
-    meter.mark()
-    engine.proc.wait(), competitor.wait()
-    contended = meter.ns()
-    assert contended - quiet > 0.04e9  # about half of the competitor's 0.2 s, beyond the host's own
+    contended = replay_share(cpu, [engine.pid], 0.3, path)
+    engine.wait(), competitor.wait()
+
+    a, b = spin(cpu, 0.5), spin(cpu, 0.5)
+    time.sleep(0.1)
+    own_threads = replay_share(cpu, [a.pid, b.pid], 0.3, path)
+    a.wait(), b.wait()
+    assert (
+        contended - quiet > 0.15
+    )  # about half of the competitor's 0.2 s of the 0.3 s, beyond the host's own
+    assert own_threads < 0.05
+
+
+def test_threads_started_after_the_watch_are_found_and_their_time_added():
+    """An engine that starts a process mid-replay: it is new to the watch, and all its CPU time
+    falls after the watch began."""
+    cpu = split_cpus()[0][0]
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time; time.sleep(0.3); "
+         f"subprocess.run([sys.executable, '-c', {SPIN!r}, '{cpu}', '0.3'])"]
+    )  # fmt: skip
+    try:
+        time.sleep(0.1)
+        files = interference.WatchFiles.of((cpu,), [parent.pid])
+        time.sleep(0.4)
+        children = Path(f"/proc/{parent.pid}/task/{parent.pid}/children").read_text().split()
+        pids = {parent.pid, *map(int, children)}
+        new = files.new_threads(pids)
+        assert new and parent.pid not in new
+        sample = interference.with_threads((0, None, 0, 0, None), new)
+        assert sample[2] > 0.05e9  # the spinner's CPU time so far
+    finally:
+        parent.wait()

@@ -99,21 +99,33 @@ print("ready", flush=True)
 sys.stdin.readline()
 time.sleep(float(sys.argv[3]))
 start = time.perf_counter_ns()
+pulse = float(sys.argv[4]) * 1e9
 while time.perf_counter_ns() - start < float(sys.argv[2]) * 1e9:
-    pass
+    if pulse and (time.perf_counter_ns() - start) // pulse % 2:
+        time.sleep(pulse / 1e9)  # pulses: the engine gets every other one
 print(start, time.perf_counter_ns(), flush=True)
 """
 
-    def __init__(self, times: int, phase: str = "C", seconds: float = 0.1, delay: float = 0.0) -> None:
+    def __init__(
+        self, times: int, phase: str = "C", seconds: float = 0.1, delay: float = 0.0, pulse: float = 0.0
+    ) -> None:
         self.left, self.procs, self.phase = times, [], phase
-        self.seconds, self.delay = seconds, delay
+        self.seconds, self.delay, self.pulse = seconds, delay, pulse
 
     def __call__(self, phase: str, done: int, total: int, note: str) -> None:
         if phase != self.phase or not self.left:
             return
         if note.startswith("starting"):
             cpu = str(QUICK.engine_cpus[0])
-            cmd = [sys.executable, "-c", self.SCRIPT, cpu, str(self.seconds), str(self.delay)]
+            cmd = [
+                sys.executable,
+                "-c",
+                self.SCRIPT,
+                cpu,
+                str(self.seconds),
+                str(self.delay),
+                str(self.pulse),
+            ]
             proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             assert proc.stdout.readline() == "ready\n"
             self.procs.append(proc)
@@ -141,7 +153,9 @@ print(start, time.perf_counter_ns(), flush=True)
     [("B", "kept the engine off its CPUs"), ("C", "held up")],  # a share of the replay; its orders
 )
 def test_work_on_the_engines_cpu_makes_the_trial_invalid_and_it_is_run_again(engines, phase, reason):
-    hog = Hog(times=1, phase=phase, delay=0.1 if phase == "C" else 0.0)  # inside C's 0.5 s replay
+    # Inside C's 0.5 s replay; B's lasts a few ms from a moment after health, when a hog that held
+    # the CPU throughout would delay its start instead: every other millisecond for 0.1 s.
+    hog = Hog(times=1, phase=phase, delay=0.1) if phase == "C" else Hog(times=1, phase=phase, pulse=0.001)
     v = judge_binary(engines / "engine", QUICK, progress=hog).verdict
     hog.wait()
     assert v.status == "finished", v.reason
@@ -199,10 +213,10 @@ class Interference:
             result, engine_exit = real(sandbox, binary, bundle, config, progress, timed)
             result.sent_ns = list(result.intended_ns)
             if bundle.spec.phase == "C":
-                result.interference_ns, result.stall_samples = 0, []
+                result.interference, result.stall_samples = 0.0, []
             elif bundle.spec.phase == "B":
                 who = "control" if binary == config.control_engine else "contestant"
-                result.interference_ns = int(self.script[who].pop(0) * result.wall_s * 1e9)
+                result.interference = self.script[who].pop(0)
             return result, engine_exit
 
         monkeypatch.setattr(judging, "run_phase", scripted)

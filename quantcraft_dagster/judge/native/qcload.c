@@ -24,6 +24,11 @@
  *    reports delays a send by more than one chunk's parsing; the last microseconds spin on the
  *    clock. Each order's intended and actual send times are recorded; lateness is never hidden.
  *    After a send, when one is due, the engine's CPUs and threads are sampled (the stall watch).
+ *
+ * In a timed phase of either kind the stall watch also samples once as the replay starts (every
+ * connection open, just before the first send) and once as it ends (the last report in): the
+ * judge's share of the replay in which the host kept the engine off its CPUs comes from those two
+ * (core/trial.py, replay_interference), taken where only this loop knows the replay's edges.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -64,6 +69,7 @@ struct plan_header {
     int64_t report_timeout_ns, time_limit_ns, sample_interval_ns, handshake_timeout_ns;
     uint32_t n_idle_files, n_task_files, uid, gid;
     uint64_t mask_seed;
+    uint64_t usage_cpus;  /* bits: the engine's CPUs in the usage file (its path last); 0: none */
     char phase[8];
 };
 
@@ -77,7 +83,7 @@ struct frame_rec {  /* one received frame; layout mirrored by loadgen_native.FRA
     uint8_t flags;  /* bit 0: FIN; bit 1: truncated to KEEP_BYTES; bit 2: masked by the engine */
 };
 
-struct sample { int64_t now, idle, ran, waited; };
+struct sample { int64_t now, idle, ran, waited, tasks; };
 
 struct conn {
     int fd;
@@ -105,7 +111,7 @@ static uint8_t *kept;
 static size_t kept_len, kept_cap;
 static struct sample *samples;
 static size_t n_samples, cap_samples;
-static int *idle_fds, *task_fds;
+static int *idle_fds, *task_fds, usage_fd = -1;
 static int64_t *task_ran, *task_waited;
 static int ep = -1;
 static uint32_t unfinished;
@@ -368,8 +374,27 @@ static int64_t pread_int(int fd, int field) {
     return strtoll(s, NULL, 10);
 }
 
+/* Every task's CPU time on the engine's CPUs: the fields of the usage file (the root cgroup's
+   cpuacct.usage_percpu, one number per CPU) the header's mask names; -1 when it cannot be read. */
+static int64_t tasks_ns(void) {
+    char buf[8192];
+    ssize_t r = pread(usage_fd, buf, sizeof buf - 1, 0);
+    if (r <= 0) return -1;
+    buf[r] = 0;
+    int64_t total = 0;
+    char *s = buf;
+    for (int cpu = 0; cpu < 64; cpu++) {
+        char *end;
+        long long v = strtoll(s, &end, 10);
+        if (end == s) return (H.usage_cpus >> cpu) ? -1 : total;  /* fewer fields than CPUs named */
+        if (H.usage_cpus >> cpu & 1) total += v;
+        s = end;
+    }
+    return total;
+}
+
 static void sample(void) {
-    struct sample s = {.now = now_ns(), .idle = -1};
+    struct sample s = {.now = now_ns(), .idle = -1, .tasks = usage_fd >= 0 ? tasks_ns() : -1};
     if (H.n_idle_files) {
         s.idle = 0;
         for (uint32_t k = 0; k < H.n_idle_files; k++) {
@@ -498,7 +523,7 @@ static void handshake(uint32_t i, int64_t deadline_ns) {
 
 static void load_plan(int fd) {
     read_all(fd, &H, sizeof H);
-    if (memcmp(H.magic, "QCL1", 4) != 0) die("not a plan (magic)");
+    if (memcmp(H.magic, "QCL2", 4) != 0) die("not a plan (magic)");
     if (H.n_conns == 0 || H.n_conns > 1024 || H.n_idle_files > MAX_WATCH_FILES ||
         H.n_task_files > MAX_WATCH_FILES)
         die("plan out of bounds");
@@ -561,8 +586,9 @@ static void load_plan(int fd) {
     free(bytes);
     free(blob);
     free(pend);
-    /* The stall watch's files: NUL-terminated paths, idle-time files first, then thread schedstats. */
-    uint32_t files = H.n_idle_files + H.n_task_files;
+    /* The stall watch's files: NUL-terminated paths, idle-time files first, then thread schedstats,
+       then the usage file when the header names CPUs in it. */
+    uint32_t files = H.n_idle_files + H.n_task_files + (H.usage_cpus ? 1 : 0);
     idle_fds = xmalloc(H.n_idle_files * sizeof(int));
     task_fds = xmalloc(H.n_task_files * sizeof(int));
     task_ran = calloc(H.n_task_files + 1, sizeof(int64_t));
@@ -579,6 +605,9 @@ static void load_plan(int fd) {
         if (k < H.n_idle_files) {
             if (f < 0) die("cannot open %s", path);
             idle_fds[k] = f;
+        } else if (k == H.n_idle_files + H.n_task_files) {
+            if (f < 0) die("cannot open %s", path);
+            usage_fd = f;
         } else {
             task_fds[k - H.n_idle_files] = f;
         }
@@ -638,8 +667,11 @@ static void on_ready(struct epoll_event *ev, size_t limit, int64_t t) {
     (void)t;
 }
 
+static int watching(void) { return H.n_idle_files || H.n_task_files || usage_fd >= 0; }
+
 static void closed_loop(void) {
     struct epoll_event evs[64];
+    if (watching()) sample();  /* the replay's start */
     int64_t t = now_ns();
     for (uint32_t i = 0; i < H.n_conns; i++) release(i, H.window, t);
     while (unfinished) {
@@ -648,12 +680,13 @@ static void closed_loop(void) {
         for (int e = 0; e < k; e++) on_ready(&evs[e], (size_t)-1 / 2, t);
         housekeeping(t);
     }
+    if (watching()) sample();  /* the last reports are in */
 }
 
 static void open_loop(void) {
     struct epoll_event evs[64];
     double period = 1e9 / H.rate;
-    int watch = H.n_idle_files || H.n_task_files;
+    int watch = watching();
     int64_t next_sample = 0;
     if (watch) sample();
     int64_t t0 = now_ns() + 2000000;  /* after the set-up: the first order is due on time */
@@ -701,7 +734,7 @@ static int64_t cpu_time(void) {
 static void write_result(int fd, int64_t cpu, int64_t delay, int64_t wall) {
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    uint32_t head[6] = {0x31524351 /* "QCR1" */, H.n_orders, H.n_conns, (uint32_t)n_frames,
+    uint32_t head[6] = {0x32524351 /* "QCR2" */, H.n_orders, H.n_conns, (uint32_t)n_frames,
                         (uint32_t)n_samples, H.n_task_files};
     int64_t stats[4] = {cpu, delay, wall, (int64_t)ru.ru_maxrss * 1024};
     write_all(fd, head, sizeof head);

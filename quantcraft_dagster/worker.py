@@ -13,6 +13,7 @@ runtime and run retries put it back on the queue for another host.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import signal
 
@@ -23,6 +24,7 @@ from dagster_celery.make_app import make_app
 from dagster_celery.tasks import create_execute_job_task, create_resume_job_task
 
 from . import services, settings
+from .judge.cgroups import PlatformGroup
 from .judge.cpus import background
 from .judge.slots import host_slots
 
@@ -74,7 +76,9 @@ def run(name: str, loglevel: str, celery_args: list[str]) -> None:
     judging slot, on the judging queue and on this host's own queue (its slots' calibrations).
 
     The worker itself runs SCHED_IDLE on the load generators' CPUs, so it never competes with an
-    engine; a judging puts itself back in the foreground on its slot's CPUs.
+    engine, and in the platform's freezer group, so the judge freezes it for each timed trial
+    (``judge.quiet``: SCHED_IDLE alone still took ~1 ms slices of the load generator's CPU); a
+    judging puts itself back in the foreground on its slot's CPUs and out of that group.
     """
     configured = settings.current()
     if not configured.dagster_home:
@@ -88,6 +92,8 @@ def run(name: str, loglevel: str, celery_args: list[str]) -> None:
     if celery_args[:1] == ["--"]:
         celery_args = celery_args[1:]
     background(tuple(sorted({cpu for slot in slots for cpu in slot.loadgen_cpus})))
+    with contextlib.suppress(OSError):  # no writable freezer (a container): SCHED_IDLE alone
+        PlatformGroup().join()
     app.worker_main(
         [
             "worker",

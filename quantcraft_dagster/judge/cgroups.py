@@ -279,6 +279,12 @@ class PlatformGroup:
         self.path.mkdir(parents=True, exist_ok=True)
         return str(self.path / "cgroup.procs")
 
+    def join(self, pid: int = 0) -> None:
+        """Put process ``pid`` (default: this one, every thread) in the group; safe between fork
+        and exec."""
+        with open(self.procs_file(), "w") as fh:
+            fh.write(str(pid or os.getpid()))
+
     def active(self) -> bool:
         with contextlib.suppress(OSError):
             return bool((self.path / "cgroup.procs").read_text().split())

@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from quantcraft_dagster.storage.bucket import S3Bucket
-from tests.servers import off_engine_cpus
+from tests.servers import elsewhere
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -89,8 +89,9 @@ class Cluster:
         self.start(name, [str(BIN / "quantcraft"), "worker", "--name", name])
 
     def start(self, name: str, cmd: list[str]) -> None:
-        """A host's process. The control host is another machine in production: here it stays off
-        the engines' CPUs (a worker places itself: ``quantcraft worker``)."""
+        """A host's process. The control host is another machine in production: here it runs
+        where the judge leaves room (``tests.servers.elsewhere``; a worker places itself:
+        ``quantcraft worker``)."""
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - the child's for its lifetime
         self.procs[name] = subprocess.Popen(
             cmd,
@@ -99,7 +100,7 @@ class Cluster:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=off_engine_cpus if name == "control" else None,
+            preexec_fn=elsewhere if name == "control" else None,
         )
 
     def node(self, name: str) -> str:

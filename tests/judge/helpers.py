@@ -7,7 +7,6 @@ import subprocess
 import time
 from pathlib import Path
 
-from quantcraft_dagster.core.trial import ValidityConfig
 from quantcraft_dagster.judge import cgroups
 from quantcraft_dagster.judge.config import JudgeConfig
 from quantcraft_dagster.judge.sandbox import NOBODY
@@ -15,10 +14,6 @@ from quantcraft_dagster.judge.sandbox import NOBODY
 # Short timeouts keep hostile tests fast (a hung engine is found in 2 s, not 5). The validity
 # bounds are the product's: every judging in these tests is judged as a user's is, once.
 FAST = JudgeConfig(profile="quick", health_timeout_s=3.0, report_timeout_s=2.0, phase_time_limit_s=10.0)
-# Under Docker on this VM (vfs storage: every container a full copy, the daemon's teardown of the
-# last one still running) no phase C trial is quiet for long. Where a test asserts containment or
-# correctness, not timing, its Docker run takes these bounds; its bubblewrap run keeps the shipped.
-DOCKER_HERE = ValidityConfig(max_send_lag_p99_us=20_000.0, max_interference=0.5)
 
 
 def _sandbox_user_processes() -> list[tuple[int, str, str]]:

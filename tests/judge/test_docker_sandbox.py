@@ -7,7 +7,6 @@ import contextlib
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import replace
 
 import docker
 import pytest
@@ -27,7 +26,7 @@ from quantcraft_dagster.judge.docker_sandbox import (
 from quantcraft_dagster.judge.judging import judge_binary
 from quantcraft_dagster.judge.sandbox import SandboxLimits
 from tests.docker_env import restart_daemon, sandbox_leftovers
-from tests.judge.helpers import DOCKER_HERE, FAST
+from tests.judge.helpers import FAST
 
 
 @pytest.fixture
@@ -154,10 +153,7 @@ def test_a_restarted_daemon_leaves_nothing_the_next_judging_trips_on(
         assert {c.status for c in left} == {"exited"}
         sandbox = DockerSandbox(FAST.sandbox_limits(), sandbox_image, client=docker_client)
         assert sandbox_leftovers(docker_client) == []
-        # Right after a daemon restart the host is busy with it: what is tested is that the next
-        # judging trips on nothing left behind, not the validity bounds (kept as shipped elsewhere).
-        settling = replace(FAST, validity=DOCKER_HERE)
-        verdict = judge_binary(engines / "engine", settling, sandbox=sandbox).verdict
+        verdict = judge_binary(engines / "engine", FAST, sandbox=sandbox).verdict
         assert verdict.status == "finished" and verdict.scores.correctness == 100.0, verdict.reason
         assert sandbox_leftovers(docker_client) == []
     finally:

@@ -1,6 +1,6 @@
 """Verdicts per judging through the embedded stack, at the bounds the product ships (issue 18).
 
-    .venv/bin/python bench/verdict_bench.py [--count 32] [--profile standard]
+    .venv/bin/python bench/verdict_bench.py [--count 32] [--profile standard] [--compose]
 
 Starts the embedded default (``quantcraft up``'s services) in a fresh state folder and uploads
 COUNT engines at once, a fixed mix: a quarter each of the C example engine, the threaded C engine
@@ -13,16 +13,26 @@ with the same bounds, judges the C example engine once with ``quantcraft judge``
 - per judging: discarded trials, control runs, wall time of the judging step, phase C send-lag
   p99 of every counted trial (max);
 - the CLI's phase C send-lag p99 and wall beside the pipeline's for the same engine and profile.
+
+``--compose``: the production path instead, docker-compose with the offline override (images from
+``bash deploy/build-images.sh offline``; secrets from ``quantcraft deploy init``) under a throwaway
+project: the uploads go through its S3 endpoint, DockerRunLauncher runs judge them through the
+Docker sandbox. Also prints the run containers alive while runs waited in the queue and their
+CPU time, and what ``docker-compose down`` left behind.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,18 +57,26 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=32)
     parser.add_argument("--profile", default="standard")
     parser.add_argument("--timeout", type=float, default=7200)
+    parser.add_argument("--compose", action="store_true", help="the compose stack, not the embedded one")
     args = parser.parse_args()
     os.environ["QUANTCRAFT_HOME"] = tempfile.mkdtemp(prefix="qc-verdicts-")
     os.environ["QUANTCRAFT_PROFILE"] = args.profile
 
-    import dagster as dg
-
-    from quantcraft_dagster import lifecycle, services
-    from quantcraft_dagster.cli_stack import submit, wait_settled
     from quantcraft_dagster.judge import cpus
 
     cpus.background()
     engines = mix(args.count)
+    rows = compose(args, engines) if args.compose else embedded(args, engines)
+    report(rows, args.count)
+    cli_baseline(args.profile, rows)
+
+
+def embedded(args: argparse.Namespace, engines: list[str]) -> list[dict]:
+    import dagster as dg
+
+    from quantcraft_dagster import lifecycle, services
+    from quantcraft_dagster.cli_stack import submit, wait_settled
+
     svc = services.Services(port=3988, leaderboard_port=8988)
     svc.start()
     try:
@@ -68,11 +86,92 @@ def main() -> None:
         wait_settled(args.count, args.timeout)
         time.sleep(5)  # the score record follows its judging's last stage by a moment
         with dg.DagsterInstance.from_config(str(services.dagster_home())) as instance:
-            rows = judged(instance, lifecycle.states(instance))
+            return judged(instance, lifecycle.states(instance))
     finally:
         svc.stop()
-    report(rows, args.count)
-    cli_baseline(args.profile, rows)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def compose(args: argparse.Namespace, engines: list[str]) -> list[dict]:
+    """The production stack under a throwaway project, as an organiser starts it."""
+    import dagster as dg
+    import docker
+
+    from quantcraft_dagster import lifecycle
+    from quantcraft_dagster.storage.bucket import S3Bucket
+
+    home = Path(os.environ["QUANTCRAFT_HOME"])
+    env_file = home / ".env"
+    quantcraft = [sys.executable, "-m", "quantcraft_dagster.cli"]
+    subprocess.run([*quantcraft, "deploy", "init", "--env-file", str(env_file)], check=True)
+    ports = {name: free_port() for name in ("DAGSTER_PG_PORT", "QUANTCRAFT_S3_PORT", "QUANTCRAFT_WEB_PORT")}
+    ports["QUANTCRAFT_LEADERBOARD_PORT"] = free_port()
+    with env_file.open("a") as fh:
+        fh.write(f"QUANTCRAFT_PROFILE={args.profile}\n")
+        fh.writelines(f"{name}={port}\n" for name, port in ports.items())
+    stack = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    name = f"qcbench{uuid.uuid4().hex[:6]}"
+    files = ["-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "deploy" / "compose.offline.yml")]
+    cmd = ["docker-compose", *files, "-p", name, "--env-file", str(env_file)]
+    client = docker.from_env()
+    subprocess.run([*cmd, "up", "-d"], check=True, cwd=ROOT)
+    try:
+        bucket = S3Bucket(
+            "quantcraft",
+            f"http://127.0.0.1:{stack['QUANTCRAFT_S3_PORT']}",
+            access_key=stack["QUANTCRAFT_S3_ACCESS_KEY"],
+            secret_key=stack["QUANTCRAFT_S3_SECRET_KEY"],
+        )
+        os.environ.update(
+            QUANTCRAFT_BUCKET_BACKEND="s3",
+            QUANTCRAFT_S3_ENDPOINT=f"http://127.0.0.1:{stack['QUANTCRAFT_S3_PORT']}",
+            AWS_ACCESS_KEY_ID=stack["QUANTCRAFT_S3_ACCESS_KEY"],
+            AWS_SECRET_ACCESS_KEY=stack["QUANTCRAFT_S3_SECRET_KEY"],
+            DAGSTER_PG_HOST="127.0.0.1",
+            DAGSTER_PG_PORT=stack["DAGSTER_PG_PORT"],
+            DAGSTER_PG_PASSWORD=stack["DAGSTER_PG_PASSWORD"],
+            DAGSTER_PG_USER="dagster",
+            DAGSTER_PG_DB="dagster",
+        )
+        dagster_home = home / "dagster"
+        dagster_home.mkdir()
+        shutil.copy(ROOT / "deploy" / "dagster.yaml", dagster_home / "dagster.yaml")
+        for i, engine in enumerate(engines):
+            bucket.put_bytes(
+                f"submissions/c{i:02d}-{engine.replace('_', '-')}/engine", (ENGINES / engine).read_bytes()
+            )
+        runs_label = {"label": f"com.docker.compose.project={name}"}
+        waiting_containers, deadline = [], time.monotonic() + args.timeout
+        with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+            model = lifecycle.ReadModel(instance)
+            while True:
+                model.poll()
+                queued = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED]))
+                started = instance.get_runs_count(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED]))
+                runs = [c for c in client.containers.list(filters=runs_label) if "dagster/run_id" in c.labels]
+                if queued:
+                    waiting_containers.append((queued, started, len(runs)))
+                settled = [s for s in model.states.values() if lifecycle.settled(s)]
+                if len(settled) >= len(engines) or time.monotonic() > deadline:
+                    break
+                time.sleep(5)
+            time.sleep(5)
+            rows = judged(instance, lifecycle.states(instance))
+        most = max(waiting_containers, default=(0, 0, 0), key=lambda w: w[0])
+        print(
+            f"while runs waited in the queue: at most {most[0]} queued beside {most[1]} started,"
+            f" {most[2]} run containers alive (a queued run has none: it costs no CPU)"
+        )
+    finally:
+        subprocess.run([*cmd, "down", "-v", "-t", "5"], cwd=ROOT, capture_output=True)
+    left = client.containers.list(all=True, filters={"label": f"com.docker.compose.project={name}"})
+    print(f"after docker-compose down: {len(left)} containers of the project left {[c.name for c in left]}")
+    return rows
 
 
 def judged(instance, states) -> list[dict]:

@@ -7,8 +7,10 @@
 #                                probe, whose namespaces a judging's engines join
 #   quantcraft/s3-standin, quantcraft/postgres-standin   with `offline`: MinIO's and Postgres's
 #                                stand-ins for deploy/compose.offline.yml
-# Idempotent: the base is imported once; docker build's cache makes an unchanged rebuild instant.
-# Prints what it built and how long each step took.
+# Idempotent: the base is imported once; an image whose build context, Dockerfile, arguments and
+# parents are unchanged is kept without asking docker build (deploy/context_hash.py labels each
+# image with their fingerprint: on vfs a build that is all cache hits still took a minute).
+# Prints what it built or kept and how long each step took.
 #   bash deploy/build-images.sh            # base, sandbox, project and probe images
 #   bash deploy/build-images.sh offline    # all of the above and the offline stand-ins
 set -euo pipefail
@@ -34,7 +36,7 @@ timed() {
   local what=$1 start=$SECONDS
   shift
   "$@"
-  echo "built $what in $((SECONDS - start)) s"
+  echo "$what: $((SECONDS - start)) s"
 }
 
 import_base() {
@@ -51,10 +53,18 @@ import_base() {
   return "$ok"
 }
 
-build() {  # build IMAGE DOCKERFILE: quiet on success, the builder's log on failure
-  local log
+PYTHON=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
+
+build() {  # build IMAGE DOCKERFILE PARENT...: quiet on success, the builder's log on failure
+  local log key parents
+  parents=$(docker image inspect -f '{{.Id}}' "${@:3}")
+  key=$("$PYTHON" deploy/context_hash.py "$2" "$BASE" "$APP" "$SANDBOX" "$PIP_INDEX" $parents)
+  if [ "$(docker image inspect -f '{{index .Config.Labels "quantcraft.context"}}' "$1" 2>/dev/null)" = "$key" ]; then
+    echo "kept $1 (nothing it is built from changed)"
+    return 0
+  fi
   log=$(mktemp)
-  if ! docker build --network host --force-rm --label "$OURS" \
+  if ! docker build --network host --force-rm --label "$OURS" --label "quantcraft.context=$key" \
       --build-arg "BASE=$BASE" --build-arg "PIP_INDEX_URL=$PIP_INDEX" \
       --build-arg "APP=$APP" --build-arg "SANDBOX=$SANDBOX" \
       -t "$1" -f "$2" . >"$log" 2>&1; then
@@ -71,12 +81,12 @@ else
   timed "$BASE" import_base
 fi
 what=${1:-all}
-timed "$SANDBOX" build "$SANDBOX" deploy/sandbox.Dockerfile
-timed "$APP" build "$APP" deploy/Dockerfile
-timed "$LOADGEN" build "$LOADGEN" deploy/loadgen.Dockerfile
+timed "$SANDBOX" build "$SANDBOX" deploy/sandbox.Dockerfile "$BASE"
+timed "$APP" build "$APP" deploy/Dockerfile "$BASE"
+timed "$LOADGEN" build "$LOADGEN" deploy/loadgen.Dockerfile "$APP" "$SANDBOX"
 if [ "$what" = offline ]; then
-  timed quantcraft/s3-standin:latest build quantcraft/s3-standin:latest deploy/s3-standin.Dockerfile
-  timed quantcraft/postgres-standin:latest build quantcraft/postgres-standin:latest deploy/postgres-standin.Dockerfile
+  timed quantcraft/s3-standin:latest build quantcraft/s3-standin:latest deploy/s3-standin.Dockerfile "$APP"
+  timed quantcraft/postgres-standin:latest build quantcraft/postgres-standin:latest deploy/postgres-standin.Dockerfile "$BASE"
 fi
 docker image prune --force --filter "label=$OURS" >/dev/null  # dangling: replaced by this build
 docker image ls --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep '^quantcraft/' 

@@ -5,6 +5,11 @@
 set -euo pipefail
 docker info >/dev/null 2>&1 && exit 0
 command -v dockerd >/dev/null || { echo "dockerd is not installed (scripts/setup.sh installs docker.io)" >&2; exit 1; }
+# The daemon belongs to the host, not to whatever started it (a test's judge sits in the judges'
+# heavy cpu group, judge/cpu_weight.py): into the root cpu group first, on cgroup v1 or v2.
+for procs in /sys/fs/cgroup/cpu/cgroup.procs /sys/fs/cgroup/cgroup.procs; do
+  [ -w "$procs" ] && echo $$ >"$procs" 2>/dev/null && break
+done
 nohup dockerd --iptables=false --ip6tables=false --storage-driver=vfs --bridge=none \
   >"${DOCKERD_LOG:-/tmp/dockerd.log}" 2>&1 </dev/null &
 for _ in $(seq 60); do

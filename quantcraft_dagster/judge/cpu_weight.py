@@ -12,8 +12,11 @@ sessions and hosts alike. So:
   starved on a busy host and ``quantcraft up`` could not stop them in time.
 
 The groups sit under the project's parent (``cgroups.PARENT``), given the largest weight too, so
-the judges' weight holds against every other group on the host. Without a cpu controller (a
-container's read-only ``/sys/fs/cgroup``) nothing is placed and the judge relies on CPU pinning
+the judges' weight holds against every other group on the host. The Docker sandbox's containers
+(its probe, which runs the load generator, and the engines) go under ``sandboxes``, heavy too,
+rather than the daemon's ``docker`` parent, which weighs as much as one nice-0 process of another
+session (docs/judging.md). Without a cpu controller (a container's read-only
+``/sys/fs/cgroup``) nothing is placed and the judge relies on CPU pinning
 alone; :func:`place` says so by returning False.
 """
 
@@ -25,6 +28,7 @@ from pathlib import Path
 from . import cgroups
 
 JUDGES = "judges"
+SANDBOXES = "sandboxes"
 
 
 def group(role: str, root: Path = cgroups.ROOT) -> Path | None:
@@ -39,7 +43,7 @@ def group(role: str, root: Path = cgroups.ROOT) -> Path | None:
         return None
     if version == 2 and not (path / "cpu.weight").exists():
         return None
-    cgroups.weigh(path, role == JUDGES, version)
+    cgroups.weigh(path, role in (JUDGES, SANDBOXES), version)
     return path
 
 
@@ -59,3 +63,13 @@ def place(role: str, pid: int = 0, root: Path = cgroups.ROOT) -> bool:
     except OSError:
         return False
     return True
+
+
+def container_parent(cgroup_driver: str, root: Path = cgroups.ROOT) -> str | None:
+    """The ``cgroup_parent`` of the Docker sandbox's containers: the heavy ``sandboxes`` group,
+    where this judge could make it and the daemon names groups by path (its ``cgroupfs`` driver;
+    a systemd driver takes slices, whose weight is systemd's). None leaves them under the
+    daemon's own parent: a judge in a container (read-only ``/sys/fs/cgroup``) cannot weigh it."""
+    if cgroup_driver != "cgroupfs" or group(SANDBOXES, root) is None:
+        return None
+    return f"/{cgroups.PARENT}/{SANDBOXES}"

@@ -81,6 +81,7 @@ class Probe:
             pids_limit=64,
             cpuset_cpus=",".join(map(str, sandbox.loadgen_cpus)) or None,
             cpu_shares=cgroups.MAX_SHARES,  # outweighs the host's work on its CPUs (judge.cpu_weight)
+            cgroup_parent=sandbox.cgroup_parent,
             init=True,  # PID 1 of the engines' pid namespace: reaps what an engine orphans
             log_config=LogConfig(type=LogConfig.types.NONE),
         )

@@ -44,7 +44,7 @@ from docker.models.volumes import Volume
 from docker.types import LogConfig, Mount, Ulimit
 
 from .. import settings
-from . import cgroups
+from . import cgroups, cpu_weight
 from .cpus import placed
 from .docker_probe import VOLUME_LIFETIME_S, Probe, ProbeLoadgen, archive
 from .errors import InfrastructureError
@@ -149,6 +149,11 @@ class DockerSandbox:
         except DockerException as exc:
             raise InfrastructureError(f"Docker is not reachable: {exc}") from exc
         self.compose = compose_labels(self.client, self.owner)
+        try:
+            driver = str(self.client.info().get("CgroupDriver", ""))
+        except DockerException as exc:
+            raise InfrastructureError(f"Docker is not reachable: {exc}") from exc
+        self.cgroup_parent = cpu_weight.container_parent(driver)
 
     def labels(self, lifetime_s: float | None = None, kind: str = "engine") -> dict[str, str]:
         return {
@@ -252,6 +257,7 @@ class DockerEngine:
             memswap_limit=limits.memory_bytes,
             cpuset_cpus=",".join(map(str, limits.cpus)) or None,
             cpu_shares=cgroups.MAX_SHARES,
+            cgroup_parent=sandbox.cgroup_parent,
             ulimits=ulimits,
             log_config=LogConfig(type=LogConfig.types.NONE),  # output goes to the tail, not to disk
         )

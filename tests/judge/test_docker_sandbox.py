@@ -4,15 +4,17 @@ and the reaper (the judging behaviour itself runs in test_hostile/test_judging f
 from __future__ import annotations
 
 import contextlib
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import docker
 import pytest
 
 from quantcraft_dagster import settings
-from quantcraft_dagster.judge import docker_sandbox
+from quantcraft_dagster.judge import cgroups, docker_sandbox
 from quantcraft_dagster.judge.cgroups import HostCgroup
 from quantcraft_dagster.judge.config import JudgeConfig
 from quantcraft_dagster.judge.docker_sandbox import (
@@ -66,6 +68,14 @@ def test_container_is_hardened_as_designed(sandbox, engines, docker_client):
         assert probe["HostConfig"]["Privileged"] is False
         assert probe["Config"]["Labels"][JUDGING_LABEL] == "run-1234"
         assert engine.cgroup is not None  # a judge on the host reads the engine's cgroup, not the API
+        # Both under the project's heavy parent, not the daemon's (judge.cpu_weight).
+        assert host["CgroupParent"] == probe["HostConfig"]["CgroupParent"] == "/quantcraft/sandboxes"
+        probe_pid = docker_client.containers.get(probe["Id"]).attrs["State"]["Pid"]
+        cgroup_lines = Path(f"/proc/{probe_pid}/cgroup").read_text().splitlines()
+        assert any("cpu" in ln.split(":")[1] or ln.startswith("0::") for ln in cgroup_lines)
+        for line in cgroup_lines:
+            if "cpu" in line.split(":")[1] or line.startswith("0::"):
+                assert "/quantcraft/sandboxes/" in line, line
     finally:
         done = engine.stop()
     assert done.code == 0 and not done.died_early and not done.oom_killed
@@ -158,6 +168,30 @@ def test_a_restarted_daemon_leaves_nothing_the_next_judging_trips_on(
         assert sandbox_leftovers(docker_client) == []
     finally:
         judge.remove(force=True)
+
+
+def test_a_busy_process_of_another_session_does_not_hold_the_docker_judge(
+    engines, docker_client, sandbox_image
+):
+    """A process spinning on the load generator's CPU in a session of its own (a login, a cron
+    job) is judged past at the shipped bounds, as under bubblewrap: the probe and the engines
+    outweigh it (judge.cpu_weight), where under the daemon's own parent the judge sent 8 ms late
+    in every trial and the judging failed."""
+    cpu = FAST.loadgen_cpus[0]
+    hog = subprocess.Popen(
+        ["taskset", "-c", str(cpu), "sh", "-c", "while :; do :; done"], start_new_session=True
+    )
+    # A session of the host's own: this test's process may sit in the judges' group already.
+    root = cgroups.ROOT if cgroups.detect_version() == 2 else cgroups.ROOT / "cpu"
+    (root / "cgroup.procs").write_text(str(hog.pid))
+    try:
+        sandbox = DockerSandbox(FAST.sandbox_limits(), sandbox_image, client=docker_client)
+        verdict = judge_binary(engines / "engine", FAST, sandbox=sandbox).verdict
+    finally:
+        hog.kill()
+        hog.wait()
+    assert verdict.status == "finished" and verdict.scores.correctness == 100.0, verdict.reason
+    assert sandbox_leftovers(docker_client) == []
 
 
 @pytest.mark.parametrize("version", [1, 2])

@@ -3,11 +3,13 @@ client-bound phase B is flagged; a judge that cannot get valid trials gives up a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,39 +28,68 @@ QUICK = JudgeConfig(profile="quick")
 
 
 def loadgen_pids() -> list[int]:
-    """This judge's load generator processes (the judge is their parent) and their native client
-    (qcload, a child of each), which does the sending."""
+    """This judge's load generator processes and their native client (qcload, which does the
+    sending): descendants of this process, whatever starts them in between."""
     parents: dict[int, int] = {}
-    loadgens = []
+    names: dict[int, bytes] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes()
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            names[int(entry.name)] = (entry / "cmdline").read_bytes()
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
         except (OSError, ValueError, IndexError):
             continue
-        parents[int(entry.name)] = ppid
-        if b"quantcraft_dagster.judge.loadgen" in cmdline and ppid == os.getpid():
-            loadgens.append(int(entry.name))
-    return loadgens + [pid for pid, ppid in parents.items() if ppid in loadgens]
+
+    def mine(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == os.getpid():
+                return True
+        return False
+
+    wanted = (b"quantcraft_dagster.judge.loadgen", b"qcload")
+    return [pid for pid, cmd in names.items() if any(w in cmd for w in wanted) and mine(pid)]
+
+
+def qcload_running(timeout_s: float = 10.0) -> list[int]:
+    """This judge's native clients once one runs (its replay starts at once), or []."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        pids = []
+        for pid in loadgen_pids():
+            with contextlib.suppress(OSError):
+                if b"qcload" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    pids.append(pid)
+        if pids:
+            return pids
+        time.sleep(0.01)
+    return []
 
 
 def test_a_stalled_load_generator_makes_the_trial_invalid_and_it_is_run_again(engines):
     stalled: list[int] = []
+    watchers: list[threading.Thread] = []
+
+    def stall() -> None:
+        """The sender stopped 0.1 s into its replay, for 0.1 s: 600 orders late by up to 100 ms."""
+        pids = qcload_running()
+        time.sleep(0.1)  # the open loop is replaying now (3,000 orders over 0.5 s)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        time.sleep(0.1)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        stalled.extend(pids)
 
     def stall_first_phase_c(phase: str, done: int, total: int, note: str) -> None:
-        if phase == "A":
-            stalled.clear()  # a judging the host spoiled is retried: it gets its own stall
-        if phase == "C" and note.startswith("engine healthy") and not stalled:
-            time.sleep(0.1)  # the open loop is replaying now (3,000 orders over 0.5 s)
-            pids = loadgen_pids()
-            for pid in pids:
-                os.kill(pid, signal.SIGSTOP)
-            time.sleep(0.1)  # 600 orders late by up to 100 ms: far over the bound
-            for pid in pids:
-                os.kill(pid, signal.SIGCONT)
-            stalled.extend(pids)
+        # Announced before the engine starts; the judge reads its load generator's lines late
+        # on purpose (it sleeps through the replay), so the watch starts here.
+        if phase == "C" and note.startswith("starting") and not watchers:
+            watchers.append(threading.Thread(target=stall, daemon=True))
+            watchers[0].start()
 
     v = judge_binary(engines / "engine", QUICK, progress=stall_first_phase_c).verdict
     assert stalled, "the test never caught the load generator"

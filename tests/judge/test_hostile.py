@@ -23,6 +23,7 @@ ONE_TRIAL = replace(FAST, trials=1)
 @pytest.fixture
 def judge_hostile(engines, sandbox_backend):
     """Judge a hostile binary, then check cleanup and that a correct engine still judges fine."""
+
     def run(binary, config=ONE_TRIAL):
         verdict = judge_binary(binary, config).verdict
         assert verdict.status in ("finished", "failed") and verdict.reason

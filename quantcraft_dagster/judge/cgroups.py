@@ -51,10 +51,15 @@ def weigh(path: Path, heavy: bool, version: int) -> None:
             _write(path / "cpu.idle", "1")
 
 
+def cpu_root(root: Path, version: int) -> Path:
+    """The cpu controller's root group: the unified hierarchy's root on v2, its own on v1."""
+    return root if version == 2 else root / "cpu"
+
+
 def cpu_parent(root: Path, version: int) -> Path:
     """The project's parent group in the cpu controller, made and weighed heavy, so its groups'
     weights hold against every other group on the host."""
-    parent = root / PARENT if version == 2 else root / "cpu" / PARENT
+    parent = cpu_root(root, version) / PARENT
     parent.mkdir(parents=True, exist_ok=True)
     if version == 2:
         for level in (root, parent):

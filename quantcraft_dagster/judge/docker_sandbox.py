@@ -146,13 +146,10 @@ class DockerSandbox:
         try:
             self.client = client or docker.from_env()
             reap(self.client)
-        except DockerException as exc:
-            raise InfrastructureError(f"Docker is not reachable: {exc}") from exc
-        self.compose = compose_labels(self.client, self.owner)
-        try:
             driver = str(self.client.info().get("CgroupDriver", ""))
         except DockerException as exc:
             raise InfrastructureError(f"Docker is not reachable: {exc}") from exc
+        self.compose = compose_labels(self.client, self.owner)
         self.cgroup_parent = cpu_weight.container_parent(driver)
 
     def labels(self, lifetime_s: float | None = None, kind: str = "engine") -> dict[str, str]:

@@ -71,11 +71,12 @@ def test_container_is_hardened_as_designed(sandbox, engines, docker_client):
         # Both under the project's heavy parent, not the daemon's (judge.cpu_weight).
         assert host["CgroupParent"] == probe["HostConfig"]["CgroupParent"] == "/quantcraft/sandboxes"
         probe_pid = docker_client.containers.get(probe["Id"]).attrs["State"]["Pid"]
-        cgroup_lines = Path(f"/proc/{probe_pid}/cgroup").read_text().splitlines()
-        assert any("cpu" in ln.split(":")[1] or ln.startswith("0::") for ln in cgroup_lines)
-        for line in cgroup_lines:
-            if "cpu" in line.split(":")[1] or line.startswith("0::"):
-                assert "/quantcraft/sandboxes/" in line, line
+        cpu_lines = [
+            line
+            for line in Path(f"/proc/{probe_pid}/cgroup").read_text().splitlines()
+            if "cpu" in line.split(":")[1] or line.startswith("0::")
+        ]
+        assert cpu_lines and all("/quantcraft/sandboxes/" in line for line in cpu_lines), cpu_lines
     finally:
         done = engine.stop()
     assert done.code == 0 and not done.died_early and not done.oom_killed
@@ -182,7 +183,7 @@ def test_a_busy_process_of_another_session_does_not_hold_the_docker_judge(
         ["taskset", "-c", str(cpu), "sh", "-c", "while :; do :; done"], start_new_session=True
     )
     # A session of the host's own: this test's process may sit in the judges' group already.
-    root = cgroups.ROOT if cgroups.detect_version() == 2 else cgroups.ROOT / "cpu"
+    root = cgroups.cpu_root(cgroups.ROOT, cgroups.detect_version())
     (root / "cgroup.procs").write_text(str(hog.pid))
     try:
         sandbox = DockerSandbox(FAST.sandbox_limits(), sandbox_image, client=docker_client)

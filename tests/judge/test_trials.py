@@ -27,9 +27,9 @@ from .helpers import assert_nothing_left
 QUICK = JudgeConfig(profile="quick")
 
 
-def loadgen_pids() -> list[int]:
-    """This judge's load generator processes and their native client (qcload, which does the
-    sending): descendants of this process, whatever starts them in between."""
+def qcload_pids() -> list[int]:
+    """This judge's native clients (qcload, which does the load generator's sending):
+    descendants of this process, whatever starts them in between."""
     parents: dict[int, int] = {}
     names: dict[int, bytes] = {}
     for entry in Path("/proc").iterdir():
@@ -48,19 +48,14 @@ def loadgen_pids() -> list[int]:
                 return True
         return False
 
-    wanted = (b"quantcraft_dagster.judge.loadgen", b"qcload")
-    return [pid for pid, cmd in names.items() if any(w in cmd for w in wanted) and mine(pid)]
+    return [pid for pid, cmd in names.items() if b"qcload" in cmd and mine(pid)]
 
 
 def qcload_running(timeout_s: float = 10.0) -> list[int]:
     """This judge's native clients once one runs (its replay starts at once), or []."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        pids = []
-        for pid in loadgen_pids():
-            with contextlib.suppress(OSError):
-                if b"qcload" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                    pids.append(pid)
+        pids = qcload_pids()
         if pids:
             return pids
         time.sleep(0.01)

@@ -1,11 +1,16 @@
-"""Shared fixtures: the example engines, built once per test session from examples/engines."""
+"""Shared fixtures: the example engines, built once per test session from examples/engines; each
+test started where a user's shell runs."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from quantcraft_dagster.judge import cgroups
 
 ROOT = Path(__file__).resolve().parent.parent
 ENGINES_SRC = ROOT / "examples" / "engines"
@@ -16,6 +21,18 @@ def engines() -> Path:
     """Directory holding build/engine and every variant (make is a no-op when up to date)."""
     subprocess.run(["make", "-s", "-C", str(ENGINES_SRC), "-j2"], check=True)
     return ENGINES_SRC / "build"
+
+
+@pytest.fixture(autouse=True)
+def from_a_shell() -> None:
+    """Each test starts in the cpu controller's root group, where a user's shell runs. An
+    in-process judging moves this process into the judges' heavy group (``judge.cpu_weight``) and
+    every process a later test started inherited it: a ``quantcraft up`` and the CPU hogs of a
+    "busy host" then competed inside the judges' weight, as no user's processes do, and the
+    stack's SCHED_IDLE services starved (seen: ``up`` could not stop them within 10 s)."""
+    root = cgroups.cpu_root(cgroups.ROOT, cgroups.detect_version())
+    with contextlib.suppress(OSError):  # no writable cpu controller: everything is in the root
+        (root / "cgroup.procs").write_text(str(os.getpid()))
 
 
 @pytest.fixture

@@ -54,13 +54,17 @@ def assert_no_failed_run(instance: dg.DagsterInstance, contestant: str) -> None:
         dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], tags={CONTESTANT_TAG: contestant})
     )
     if failed:
-        run_id = failed[0].run_id
-        events = instance.all_logs(
-            run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
-        )
-        reasons = [str(event.dagster_event.event_specific_data) for event in events if event.dagster_event]
-        messages = [event.message for event in instance.all_logs(run_id)][-15:]
-        raise AssertionError(f"judging run {run_id} failed: {reasons}; last messages: {messages}")
+        raise AssertionError(why_failed(instance, failed[0].run_id))
+
+
+def why_failed(instance: dg.DagsterInstance, run_id: str) -> str:
+    """A failed run's failure events and its last messages, for a test's failure message."""
+    events = instance.all_logs(
+        run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
+    )
+    reasons = [str(event.dagster_event.event_specific_data) for event in events if event.dagster_event]
+    messages = [event.message for event in instance.all_logs(run_id)][-15:]
+    return f"judging run {run_id} failed: {reasons}; last messages: {messages}"
 
 
 def deploy_init(env_file: Path) -> None:
@@ -272,7 +276,9 @@ def test_a_killed_run_worker_is_failed_by_monitoring_and_retried_once(
 
     def queue():
         pool = instance.event_log_storage.get_concurrency_info("judging")
-        return [(r.run_id[:8], r.status.value) for r in bob_runs()], pool
+        runs = bob_runs()
+        failures = [why_failed(instance, r.run_id) for r in runs if r.status.value == "FAILURE"]
+        return [(r.run_id[:8], r.status.value) for r in runs], pool, failures
 
     runs = wait_for(failed_and_retried, 600, "bob's run to fail and its retry to succeed", queue)
     assert len(runs) == 2

@@ -175,10 +175,17 @@ print(start, time.perf_counter_ns(), flush=True)
 
 
 @pytest.mark.parametrize(
-    ("phase", "reason"),
-    [("B", "kept the engine off its CPUs"), ("C", "held up")],  # a share of the replay; its orders
+    ("phase", "reasons_of_the_host"),
+    [
+        ("B", ("kept the engine off its CPUs",)),  # a share of the replay
+        # its orders; or, in 2 of 5 runs seen, the judge's sends ~5 ms late while the engine
+        # read nothing for 0.1 s (named first, core.trial.invalid_reason): the host's either way
+        ("C", ("held up", "judge sent late")),
+    ],
 )
-def test_work_on_the_engines_cpu_makes_the_trial_invalid_and_it_is_run_again(engines, phase, reason):
+def test_work_on_the_engines_cpu_makes_the_trial_invalid_and_it_is_run_again(
+    engines, phase, reasons_of_the_host
+):
     # Inside C's 0.5 s replay; B's lasts a few ms from a moment after health, when a hog that held
     # the CPU throughout would delay its start instead: every other millisecond for 0.1 s.
     hog = Hog(times=1, phase=phase, delay=0.1) if phase == "C" else Hog(times=1, phase=phase, pulse=0.001)
@@ -186,7 +193,7 @@ def test_work_on_the_engines_cpu_makes_the_trial_invalid_and_it_is_run_again(eng
     hog.wait()
     assert v.status == "finished", v.reason
     reasons = v.invalid_trials[phase]
-    assert reasons and reason in reasons[0], reasons
+    assert reasons and any(why in reasons[0] for why in reasons_of_the_host), reasons
     validity = QUICK.validity
     assert len(v.trials["C"]) == len(v.trials["B"]) == 3
     assert all(t.interference <= validity.max_interference for t in v.trials["B"])

@@ -74,8 +74,9 @@ def main() -> None:
 def embedded(args: argparse.Namespace, engines: list[str]) -> list[dict]:
     import dagster as dg
 
-    from quantcraft_dagster import lifecycle, services
+    from quantcraft_dagster import lifecycle, services, settings
     from quantcraft_dagster.cli_stack import submit, wait_settled
+    from resources import BucketResource
 
     svc = services.Services(port=3988, leaderboard_port=8988)
     svc.start()
@@ -86,7 +87,8 @@ def embedded(args: argparse.Namespace, engines: list[str]) -> list[dict]:
         wait_settled(args.count, args.timeout)
         time.sleep(5)  # the score record follows its judging's last stage by a moment
         with dg.DagsterInstance.from_config(str(services.dagster_home())) as instance:
-            return judged(instance, lifecycle.states(instance))
+            bucket = BucketResource.from_settings(settings.current()).client()  # the embedded folder
+            return judged(instance, lifecycle.states(instance), bucket)
     finally:
         svc.stop()
 
@@ -161,7 +163,7 @@ def compose(args: argparse.Namespace, engines: list[str]) -> list[dict]:
                     break
                 time.sleep(5)
             time.sleep(5)
-            rows = judged(instance, lifecycle.states(instance))
+            rows = judged(instance, lifecycle.states(instance), bucket)
         most = max(waiting_containers, default=(0, 0, 0), key=lambda w: w[0])
         print(
             f"while runs waited in the queue: at most {most[0]} queued beside {most[1]} started,"
@@ -174,16 +176,14 @@ def compose(args: argparse.Namespace, engines: list[str]) -> list[dict]:
     return rows
 
 
-def judged(instance, states) -> list[dict]:
-    """Per submission: its stage, attempts, and the verdict's figures (from the bucket)."""
+def judged(instance, states, client) -> list[dict]:
+    """Per submission: its stage, attempts, and the verdict's figures (from the bucket ``client``)."""
     import dagster as dg
     import orjson
 
-    from quantcraft_dagster import lifecycle, settings
+    from quantcraft_dagster import lifecycle
     from quantcraft_dagster.core import keys
-    from resources import BucketResource
 
-    client = BucketResource.from_settings(settings.current()).client()
     rows = []
     for partition, state in sorted(states.items()):
         runs = instance.get_run_records(dg.RunsFilter(tags={"dagster/partition": partition}))

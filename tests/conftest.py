@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -25,14 +26,23 @@ def engines() -> Path:
 
 @pytest.fixture(autouse=True)
 def from_a_shell() -> None:
-    """Each test starts in the cpu controller's root group, where a user's shell runs. An
-    in-process judging moves this process into the judges' heavy group (``judge.cpu_weight``) and
-    every process a later test started inherited it: a ``quantcraft up`` and the CPU hogs of a
-    "busy host" then competed inside the judges' weight, as no user's processes do, and the
-    stack's SCHED_IDLE services starved (seen: ``up`` could not stop them within 10 s)."""
+    """Each test starts as from a user's shell, whatever earlier tests did to this process.
+
+    - In the cpu controller's root group: an in-process judging moves this process into the
+      judges' heavy group (``judge.cpu_weight``) and every process a later test started
+      inherited it: a ``quantcraft up`` and the CPU hogs of a "busy host" then competed inside
+      the judges' weight, as no user's processes do, and the stack's SCHED_IDLE services starved.
+    - With SIGTERM's default action: Dagster's in-process execution (``capture_interrupts``)
+      leaves SIGTERM with SIGINT's disposition, which is "ignored" when pytest runs as a
+      background job (``cmd &``); every process a later test started inherited the ignored
+      SIGTERM, so a service, a judge or ``quantcraft up`` (which keeps ignored signals ignored,
+      as under ``nohup``) did not stop when the test signalled it.
+    """
     root = cgroups.cpu_root(cgroups.ROOT, cgroups.detect_version())
     with contextlib.suppress(OSError):  # no writable cpu controller: everything is in the root
         (root / "cgroup.procs").write_text(str(os.getpid()))
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import time
 
 import dagster as dg
@@ -15,22 +14,7 @@ from quantcraft_dagster import lifecycle, services, settings
 from quantcraft_dagster.cli_stack import submit
 
 from .judge.helpers import assert_nothing_left
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
+from .servers import free_port, wait_for
 
 
 @pytest.fixture

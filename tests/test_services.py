@@ -21,7 +21,7 @@ from quantcraft_dagster import services
 from quantcraft_dagster.core.standings import rank
 
 from .judge.helpers import engine_cgroups, sandbox_processes
-from .test_pipeline_e2e import free_port
+from .servers import free_port
 
 
 def stack_pids(home: Path) -> set[int]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -33,12 +32,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 OFFLINE = ROOT / "deploy" / "compose.offline.yml"
 COMPOSE_ARGS = "_compose_args"  # not the stack's: how this test names its project to docker-compose
 COMPOSE = ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "-f", str(OFFLINE)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(
@@ -148,10 +141,10 @@ def stack(offline_images, docker_client, tmp_path_factory) -> Iterator[dict[str,
     deploy_init(env_file)
     assert oct(env_file.stat().st_mode & 0o777) == "0o600"
     ports = {
-        "DAGSTER_PG_PORT": free_port(),
-        "QUANTCRAFT_S3_PORT": free_port(),
-        "QUANTCRAFT_WEB_PORT": free_port(),
-        "QUANTCRAFT_LEADERBOARD_PORT": free_port(),
+        "DAGSTER_PG_PORT": servers.free_port(),
+        "QUANTCRAFT_S3_PORT": servers.free_port(),
+        "QUANTCRAFT_WEB_PORT": servers.free_port(),
+        "QUANTCRAFT_LEADERBOARD_PORT": servers.free_port(),
     }
     with env_file.open("a") as fh:
         fh.write("QUANTCRAFT_PROFILE=quick\n")

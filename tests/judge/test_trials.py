@@ -21,6 +21,7 @@ from quantcraft_dagster.judge import judging
 from quantcraft_dagster.judge.config import JudgeConfig
 from quantcraft_dagster.judge.errors import InfrastructureError
 from quantcraft_dagster.judge.judging import judge_binary
+from tests import servers
 
 from .helpers import assert_nothing_left
 
@@ -51,24 +52,14 @@ def qcload_pids() -> list[int]:
     return [pid for pid, cmd in names.items() if b"qcload" in cmd and mine(pid)]
 
 
-def qcload_running(timeout_s: float = 10.0) -> list[int]:
-    """This judge's native clients once one runs (its replay starts at once), or []."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        pids = qcload_pids()
-        if pids:
-            return pids
-        time.sleep(0.01)
-    return []
-
-
 def test_a_stalled_load_generator_makes_the_trial_invalid_and_it_is_run_again(engines):
     stalled: list[int] = []
     watchers: list[threading.Thread] = []
 
     def stall() -> None:
         """The sender stopped 0.1 s into its replay, for 0.1 s: 600 orders late by up to 100 ms."""
-        pids = qcload_running()
+        # its replay starts at once; on a timeout nothing is stalled and the test says so
+        pids = servers.wait_for(qcload_pids, 10, "this judge's qcload", every=0.01)
         time.sleep(0.1)  # the open loop is replaying now (3,000 orders over 0.5 s)
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):

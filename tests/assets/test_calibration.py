@@ -20,6 +20,7 @@ from assets.calibration import (
 )
 from assets.partitions import judge_slots
 from quantcraft_dagster.core.calibration import CalibrationBand, out_of_band, preset_fit
+from quantcraft_dagster.judge import cpu_weight
 from quantcraft_dagster.judge.cpus import split_cpus
 from quantcraft_dagster.lifecycle import SLOT_METADATA, VERDICT_ASSET
 from resources import JudgingResource, SandboxResource, ScoringResource
@@ -64,9 +65,14 @@ def test_calibration_measures_the_reference_engine_and_the_check_reports_the_ban
 
 
 def test_a_cpu_hog_on_the_load_generators_cpu_fails_the_check(engines):
+    """A hog as heavy as the judge: another judge on this slot's CPU, as a mis-sliced host has.
+
+    A hog of an ordinary process (the cpu controller's root group) is not one: the judges' group
+    outweighs it (``judge.cpu_weight``), and calibration rightly stays in band beside it."""
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
         os.sched_setaffinity(hog.pid, split_cpus()[1])
+        cpu_weight.place(cpu_weight.JUDGES, hog.pid)  # False without a cpu controller: no weights
         value, check = calibrated()
     finally:
         hog.kill()

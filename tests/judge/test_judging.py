@@ -62,6 +62,9 @@ def test_a_naive_server_is_judged_in_every_trial(engines):
         ("market_rests", "A", "status RESTING, expected CANCELLED"),
     ],
 )
+# The checker reads reports, whichever sandbox the engine ran in: Docker's path from the engine to
+# the checker is what the correct engines above are judged through.
+@pytest.mark.sandboxes("bubblewrap")
 def test_broken_engines_lose_correctness_and_name_the_order(
     engines, sandbox_backend, variant, phase_of_first, mentions
 ):

@@ -43,9 +43,9 @@ def sandbox_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(judging, "BubblewrapSandbox", docker_default)
     yield backend
     assert sandbox_leftovers(client) == []
-    # The daemon goes on tearing the removed containers down (vfs copies, their processes
-    # exiting): the next test, often a bubblewrap judging of its own, starts once that is over,
-    # so one test's cleanup is never timed in another's trials.
+    # The daemon goes on tearing the removed containers down (their layers, whole copies on vfs;
+    # their processes exiting): the next test, often a bubblewrap judging of its own, starts once
+    # that is over, so one test's cleanup is never timed in another's trials.
     deadline = time.monotonic() + 15
     while docker_engine_processes() and time.monotonic() < deadline:
         time.sleep(0.2)

@@ -133,7 +133,7 @@ def phase_metrics(
         service_p99 = nearest_rank(series["service"][vouched], (99.0,))[0]
     rate: float | None = 0.0  # a phase that ran but got nothing back measured zero, not "missing"
     if answered:
-        span_ns = int(recv_ns[answered_mask].max()) - int(intended_ns.min())
+        span_ns = int(recv_ns[answered_mask].max()) - first_send(intended_ns)
         if disturbed is None and interference is not None:
             span_ns = round(span_ns * (1 - min(interference, 0.5)))  # the time it had its CPUs
         rate = answered * NS_PER_S / span_ns if span_ns > 0 else None
@@ -244,12 +244,19 @@ def nearest_rank(values: np.ndarray, percentiles: tuple[float, ...]) -> list[flo
     return [float(ordered[r - 1]) for r in ranks]
 
 
+def first_send(start_ns: np.ndarray) -> int:
+    """The phase's first send: a phase cut short (its time limit, a crashed engine) leaves the
+    orders it never sent at 0, which is no time on the monotonic clock but its boot."""
+    sent = start_ns[start_ns != 0]
+    return int(sent.min()) if len(sent) else 0
+
+
 def per_second(start_ns: np.ndarray, recv_ns: np.ndarray) -> list[Window]:
     """Answered orders grouped by the second (from the phase's first send) they were answered in."""
     mask = recv_ns != 0
     if not mask.any():
         return []
-    t0 = int(start_ns.min())
+    t0 = first_send(start_ns)
     seconds = (recv_ns[mask] - t0) // NS_PER_S
     lat = (recv_ns[mask] - start_ns[mask]) / 1_000.0
     order = np.argsort(seconds, kind="stable")

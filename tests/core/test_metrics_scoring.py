@@ -7,6 +7,7 @@ import pytest
 
 from quantcraft_dagster.core.metrics import (
     CURVE_PERCENTILES,
+    NS_PER_S,
     STRETCH_WINDOWS,
     latency_curves,
     phase_metrics,
@@ -17,7 +18,7 @@ from quantcraft_dagster.core.scoring import ScoringConfig, latency_score, score,
 
 
 def test_percentiles_are_observed_values_and_losses_are_unbounded():
-    start = np.arange(1000, dtype=np.int64) * 1_000_000
+    start = NS_PER_S + np.arange(1000, dtype=np.int64) * 1_000_000  # 0 is "never sent"
     lat_us = np.arange(1, 1001, dtype=np.int64)
     recv = start + lat_us * 1_000
     m = phase_metrics(start, start, recv, np.ones(1000, dtype=bool))
@@ -29,6 +30,17 @@ def test_percentiles_are_observed_values_and_losses_are_unbounded():
     m = phase_metrics(start, start, recv, np.ones(1000, dtype=bool))
     assert math.isinf(m.p99_us) and m.to_obj()["p99_us"] is None
     assert m.p50_us == 500.0
+
+
+def test_a_phase_cut_short_is_timed_from_its_first_send_not_from_the_clocks_zero():
+    """Phase A stopped by its time limit after 44 of 2,000 orders: the 1,956 never sent read 0."""
+    boot_to_phase = 33_350 * 1_000_000_000  # the monotonic clock counts from the host's boot
+    start = np.zeros(2000, dtype=np.int64)
+    start[:44] = boot_to_phase + np.arange(44, dtype=np.int64) * 1_000_000
+    recv = np.where(start != 0, start + 50_000, 0)
+    m = phase_metrics(start, start, recv, recv != 0)
+    assert [(w.second, w.orders) for w in m.windows] == [(0, 44)]
+    assert m.orders_per_s == pytest.approx(44 / (43_050_000 / 1e9))
 
 
 def test_phase_with_no_answers_measures_zero_throughput():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -18,11 +17,7 @@ from quantcraft_dagster.core import keys
 from quantcraft_dagster.core.keys import FINAL_STANDINGS
 from quantcraft_dagster.storage.bucket import LocalBucket
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from .servers import free_port
 
 
 @pytest.mark.slow

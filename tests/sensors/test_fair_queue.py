@@ -25,17 +25,14 @@ import yaml
 
 from quantcraft_dagster import lifecycle, services
 from quantcraft_dagster.storage.bucket import LocalBucket
+from tests import servers
 
 LOCATION = Path(__file__).with_name("fair_queue_location.py")
 
 
-def wait_for(predicate, what: str, timeout: float = 180.0):
+def wait_for(predicate, what: str):
     """A bound on a hung daemon, not a timing assertion."""
-    deadline = time.monotonic() + timeout
-    while (value := predicate()) is None or value is False:
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
-    return value
+    return servers.wait_for(predicate, 180.0, what, every=0.2)
 
 
 @pytest.fixture

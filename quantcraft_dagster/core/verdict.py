@@ -160,6 +160,10 @@ def decide(
         stray = sum(o.protocol_error_count for o in outcomes)
         if stray:
             reason += f"; {stray:,} protocol errors"
+    # Only after the engine failed does the judge leave a phase without a trial it vouches for.
+    unscored = [p for p, reasons in (invalid_trials or {}).items() if reasons and p not in trials]
+    for phase in unscored:
+        reason += f"; phase {phase} not scored (the judge could not vouch for its trials)"
     return Verdict(
         status=status,
         reason=reason,

@@ -91,7 +91,8 @@ class _Judging:
 
     A trial the judge cannot vouch for (``core.trial.invalid_reason``) is discarded and run again;
     after ``max_reruns`` of those the judging is an infrastructure failure, never a score. Once the
-    engine has failed, the judge finishes the round it is in and stops: the verdict is decided.
+    engine has failed, the judge finishes the round it is in and stops: the verdict is decided, and
+    a phase the judge could not time by then is left unscored rather than failing the judging.
     """
 
     def __init__(
@@ -107,6 +108,7 @@ class _Judging:
         self.telemetry = Telemetry()
         self.counted: list[PhaseOutcome] = []
         self.invalid: dict[str, list[str]] = {}
+        self.unscored: set[str] = set()  # phases left untimed after the engine had failed
         self.book_problems: list[str] | None = None
         self.stderr_tail = ""
         self.skip: str | None = None
@@ -118,11 +120,15 @@ class _Judging:
         trial_phases = [p for p in trace.PHASES if p != "A"]
         wanted = self.config.trials or trace.PROFILES[self.config.profile].trials
         valid = dict.fromkeys(trial_phases, 0)
-        while any(valid[p] < wanted for p in trial_phases):
+
+        def owed(phase: str) -> bool:
+            return valid[phase] < wanted and phase not in self.unscored
+
+        while any(map(owed, trial_phases)):
             for phase in trial_phases:
-                if valid[phase] < wanted and self.run_once(phase, valid[phase]):
+                if owed(phase) and self.run_once(phase, valid[phase]):
                     valid[phase] += 1
-            if self.skip or any(o.problem for o in self.counted):
+            if self.skip or self.engine_failed():
                 wanted = 1
         verdict = decide(
             self.config.profile, self.counted, self.book_problems, self.config.scoring, self.invalid
@@ -130,6 +136,10 @@ class _Judging:
         verdict.stderr_tail = self.stderr_tail
         verdict.control_interference = self.own_interference
         return JudgeResult(verdict, self.telemetry)
+
+    def engine_failed(self) -> bool:
+        """Whether a counted run already failed the engine: its verdict is decided."""
+        return any(o.problem for o in self.counted)
 
     def control_runs_clean(self, bundle: PhaseBundle) -> bool:
         """Run the judge's reference engine on the same phase, now: when nothing keeps it off its
@@ -210,6 +220,12 @@ class _Judging:
                 disturbed(outcome.metrics, bundle.spec.rate, validity)
                 and self.disturbance_follows_the_engine(phase)
             ):
+                if self.engine_failed():
+                    # A fork bomb that starved itself in phase A (its verdict) and made the judge
+                    # late in phase C while the host was noisy too: C goes unscored, the engine
+                    # keeps the verdict it earned.
+                    self.unscored.add(phase)
+                    return False
                 why_not = f" (not the engine's own: {self.not_own})" if self.not_own else ""
                 raise InfrastructureError(
                     f"no valid trial of phase {phase} after re-runs: {'; '.join(reasons)}{why_not}"

@@ -308,6 +308,30 @@ def test_a_judge_that_never_keeps_up_fails_as_infrastructure_not_as_a_score(engi
     assert_nothing_left()
 
 
+def test_after_the_engine_failed_a_phase_the_judge_cannot_time_is_left_unscored(engines, monkeypatch):
+    """Once the engine has failed (here: its last phase A report goes missing), its verdict is
+    decided; a phase the judge then cannot vouch for (a judge that never keeps up, the control
+    disturbed as well) goes unscored and says so, instead of failing the judging: a fork bomb that
+    starves itself and makes the judge late while the host is noisy still gets its verdict."""
+    real = judging.run_phase
+
+    def last_a_report_lost(sandbox, binary, bundle, config, progress, timed=False):
+        result, engine_exit = real(sandbox, binary, bundle, config, progress, timed)
+        if bundle.spec.phase == "A":
+            last = len(result.received) - 1
+            result.received[last] = None
+            result.missing_reasons[last] = "no report within 5 s of an order (engine hung or too slow)"
+        return result, engine_exit
+
+    monkeypatch.setattr(judging, "run_phase", last_a_report_lost)
+    never = replace(QUICK, validity=ValidityConfig(max_send_lag_p99_us=0.0, max_reruns=1))
+    v = judge_binary(engines / "engine", never).verdict
+    assert v.status == "failed" and v.reason.startswith("phase A: no report within 5 s"), v.reason
+    assert "phase C not scored (the judge could not vouch for its trials)" in v.reason
+    assert "C" not in v.trials and v.invalid_trials["C"] and v.scores is not None
+    assert_nothing_left()
+
+
 def test_phase_b_against_a_trivial_engine_is_client_limited_and_a_slow_one_is_not(engines):
     """The rule, shown with the picows reference client, which a trivial engine outpaces; the
     native client waits for that engine's reports more than it works."""

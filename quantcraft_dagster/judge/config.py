@@ -41,7 +41,7 @@ class JudgeConfig:
     health_timeout_s: float = protocol.HEALTH_TIMEOUT_S
     loadgen_client: str = "native"  # replay.CLIENTS: the picows reference only to compare with
     phase_time_limit_s: float = protocol.PHASE_TIME_LIMIT_S
-    # The reference engine of control trials (``_Judging.control_runs_clean``); None: no control.
+    # The reference engine of control trials (``_Judging.clean_control``); None: no control.
     control_engine: Path | None = field(
         default_factory=lambda: settings.current().calibration_engines / "engine"
     )

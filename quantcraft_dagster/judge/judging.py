@@ -26,7 +26,7 @@ from .cpus import placed
 from .errors import InfrastructureError
 from .phase_run import Progress, phase_outcome, run_phase
 from .replay import LoadResult
-from .sandbox import BubblewrapSandbox, Sandbox
+from .sandbox import BubblewrapSandbox, EngineExit, Sandbox
 
 
 def docker_sandbox(config: JudgeConfig, image: str, judging_id: str = "") -> Sandbox:
@@ -86,6 +86,9 @@ def judge_binary(
     return result
 
 
+_Run = tuple[LoadResult, EngineExit | None]  # one run of a phase: what the judge saw, how the engine ended
+
+
 class _Judging:
     """Phase A once, then trials of B and C interleaved (B C B C …), each on a fresh engine.
 
@@ -141,44 +144,47 @@ class _Judging:
         """Whether a counted run already failed the engine: its verdict is decided."""
         return any(o.problem for o in self.counted)
 
-    def control_runs_clean(self, bundle: PhaseBundle) -> bool:
-        """Run the judge's reference engine on the same phase, now: when nothing keeps it off its
-        CPUs and the judge keeps its schedule, the host is quiet, and what disturbed the
-        contestant's trials, trial after trial, is the engine's own doing (kernel work it causes: a
-        fork bomb's process churn takes its CPUs and, through the kernel, makes the judge late).
-        Its trials then count; the verdict records the control. The control gets a second run when
-        its first is disturbed: work the contestant's engine left behind (Docker still copying a
-        stderr flood's logs) took 9 % of a control replay run right after."""
+    def clean_control(self, bundle: PhaseBundle) -> float | None:
+        """Run the judge's reference engine on the same phase, now, and return its interference
+        share when it ran clean: nothing kept it off its CPUs and the judge kept its schedule, so
+        the host is quiet, and what disturbed the contestant's trials, trial after trial, is the
+        engine's own doing (kernel work it causes: a fork bomb's process churn takes its CPUs and,
+        through the kernel, makes the judge late). None when it was disturbed (``not_own`` says
+        how). The control gets a second run when its first is disturbed: work the contestant's
+        engine left behind (Docker still copying a stderr flood's logs) took 9 % of a control
+        replay run right after."""
         control = self.config.control_engine
         if control is None or not control.exists():
             self.not_own = "no reference engine to control with"
-            return False
+            return None
         for _ in range(2):
             result, engine_exit = run_phase(self.sandbox, control, bundle, self.config, None, timed=True)
             m = phase_outcome(bundle.spec.phase, bundle, result, engine_exit, self.config.validity).metrics
             if m.interference is not None and not disturbed(m, bundle.spec.rate, self.config.validity):
-                self.own_interference = m.interference
-                return True
+                return m.interference
         why = invalid_reason(m, bundle.spec.rate, self.config.validity) or "its interference unmeasured"
         self.not_own = f"the reference engine's trial was disturbed too: {why}"
-        return False
+        return None
 
-    def disturbance_follows_the_engine(self, phase: str) -> bool:
+    def disturbance_follows_the_engine(self, phase: str) -> tuple[bool, _Run | None]:
         """Whether the disturbance that used up the re-runs (the judge late, or the engine kept off
         its CPUs) is the engine's own: twice over, the reference engine runs clean and, between the
         two, the contestant's engine is disturbed again. Host noise that comes and goes (a backup, a
         burst of disk interrupts) seldom lines up like that; an engine's own churn always does. One
         clean control would count a trial that a passing burst disturbed. "Again" is over half the
         bounds: churn that sits at a bound (a fork bomb's, 5-6 % interference) would otherwise make
-        the confirmation a coin toss."""
+        the confirmation a coin toss.
+
+        The run between the controls is returned when the judge can vouch for it (the burst
+        passed, or the engine failed in it): it is a trial like any other, and counts."""
         bundle = self.bundles[phase]
-        if not self.control_runs_clean(bundle):
-            return False
+        if self.clean_control(bundle) is None:
+            return False, None
         result, engine_exit = run_phase(
             self.sandbox, self.binary, bundle, self.config, self.progress, timed=True
         )
         validity = self.config.validity
-        again = phase_outcome(phase, bundle, result, engine_exit, validity).metrics
+        again = phase_outcome(phase, bundle, result, engine_exit, validity)
         half = replace(
             validity,
             max_interference=validity.max_interference / 2,
@@ -186,10 +192,15 @@ class _Judging:
             max_send_lag_p99_us=validity.max_send_lag_p99_us / 2,
             max_rate_error=validity.max_rate_error / 2,
         )
-        if not disturbed(again, bundle.spec.rate, half):
-            self.not_own = "run again between clean controls, the engine's trial was not disturbed"
-            return False
-        return self.control_runs_clean(bundle)
+        if disturbed(again.metrics, bundle.spec.rate, half):
+            control = self.clean_control(bundle)
+            if control is not None:
+                self.own_interference = control
+                return True, None
+        engine_at_fault = again.problem or again.protocol_error_count
+        if engine_at_fault or not disturbed(again.metrics, bundle.spec.rate, validity):
+            return False, (result, engine_exit)
+        return False, None
 
     def run_once(self, phase: str, trial: int) -> bool:
         """One run of ``phase``; False when the judge discarded it (it is run again)."""
@@ -216,21 +227,25 @@ class _Judging:
             reasons.append(why)
             if sum(map(len, self.invalid.values())) <= validity.max_reruns:
                 return False
-            if not (
-                disturbed(outcome.metrics, bundle.spec.rate, validity)
-                and self.disturbance_follows_the_engine(phase)
-            ):
-                if self.engine_failed():
-                    # A fork bomb that starved itself in phase A (its verdict) and made the judge
-                    # late in phase C while the host was noisy too: C goes unscored, the engine
-                    # keeps the verdict it earned.
-                    self.unscored.add(phase)
-                    return False
+            own, rerun = False, None
+            if disturbed(outcome.metrics, bundle.spec.rate, validity):
+                own, rerun = self.disturbance_follows_the_engine(phase)
+            if rerun is not None:  # the run between the controls counts in place of this one
+                result, engine_exit = rerun
+                outcome = phase_outcome(phase, bundle, result, engine_exit, validity, trial)
+            elif own:
+                reasons.pop()  # this one counts: what disturbed the trial was the engine's own doing
+            elif self.engine_failed():
+                # A fork bomb that starved itself in phase A (its verdict) and made the judge late
+                # in phase C while the host was noisy too: C goes unscored, the engine keeps the
+                # verdict it earned.
+                self.unscored.add(phase)
+                return False
+            else:
                 why_not = f" (not the engine's own: {self.not_own})" if self.not_own else ""
                 raise InfrastructureError(
                     f"no valid trial of phase {phase} after re-runs: {'; '.join(reasons)}{why_not}"
                 )
-            reasons.pop()  # this one counts: what disturbed the trial was the engine's own doing
         if self.own_interference is not None and outcome.disturbed is not None:
             # the stalls and the judge's lateness are the engine's own doing: every order is
             # charged to it, from its intended send time

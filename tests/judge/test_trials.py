@@ -250,37 +250,43 @@ DISTURBED, CLEAN = 0.2, 0.0
 HALF_BOUND = ValidityConfig().max_interference * 0.6  # under the bound, over half of it
 
 
+OWN, RERUN, HOST = "the engine's own", "the re-run counts", "infrastructure failure"
+
+
 @pytest.mark.parametrize(
-    ("contestant", "control", "counts"),
+    ("contestant", "control", "expected"),
     [
         # the trial and its re-run disturbed, the control clean, the engine disturbed again, the
         # control clean again: the engine's own doing, measured as it is
-        ([DISTURBED, DISTURBED, DISTURBED], [CLEAN, CLEAN], True),
-        # ... but the engine run again clean: a burst that came and went
-        ([DISTURBED, DISTURBED, CLEAN], [CLEAN], False),
+        ([DISTURBED, DISTURBED, DISTURBED], [CLEAN, CLEAN], OWN),
+        # ... but the engine run again clean: a burst that came and went, and a valid trial
+        ([DISTURBED, DISTURBED, CLEAN], [CLEAN], RERUN),
         # ... but the second control disturbed, and run again too: the host is noisy now
-        ([DISTURBED, DISTURBED, DISTURBED], [CLEAN, DISTURBED, DISTURBED], False),
+        ([DISTURBED, DISTURBED, DISTURBED], [CLEAN, DISTURBED, DISTURBED], HOST),
         # the engine run again disturbed over half the bound only: still its own churn
-        ([DISTURBED, DISTURBED, HALF_BOUND], [CLEAN, CLEAN], True),
+        ([DISTURBED, DISTURBED, HALF_BOUND], [CLEAN, CLEAN], OWN),
+        # ... with the host noisy after it: not shown to be its own, but that run is within bounds
+        ([DISTURBED, DISTURBED, HALF_BOUND], [CLEAN, DISTURBED, DISTURBED], RERUN),
         # the first control disturbed twice: nothing is learnt, the engine is not run again
-        ([DISTURBED, DISTURBED], [DISTURBED, DISTURBED], False),
+        ([DISTURBED, DISTURBED], [DISTURBED, DISTURBED], HOST),
         # the first control disturbed once (work the engine left behind), clean run again
-        ([DISTURBED, DISTURBED, DISTURBED], [DISTURBED, CLEAN, CLEAN], True),
+        ([DISTURBED, DISTURBED, DISTURBED], [DISTURBED, CLEAN, CLEAN], OWN),
         # no control engine: nothing can tell the engine's churn from the host's
-        ([DISTURBED, DISTURBED], None, False),
+        ([DISTURBED, DISTURBED], None, HOST),
     ],
     ids=[
         "follows-the-engine",
         "burst-passed",
         "host-noisy-after",
         "half-bound-again",
+        "half-bound-again-host-noisy-after",
         "host-noisy-before",
         "control-clean-on-its-second-run",
         "no-control",
     ],
 )
 def test_interference_counts_as_the_engines_own_only_when_it_follows_the_engine(
-    engines, monkeypatch, tmp_path, contestant, control, counts
+    engines, monkeypatch, tmp_path, contestant, control, expected
 ):
     cfg = replace(QUICK, trials=1, validity=ValidityConfig(max_reruns=1))
     if control is None:
@@ -288,13 +294,18 @@ def test_interference_counts_as_the_engines_own_only_when_it_follows_the_engine(
     engine = tmp_path / "engine"  # the correct engine, at another path than the judge's control
     shutil.copy2(engines / "engine", engine)
     script = Interference(monkeypatch, contestant, control)
-    if counts:
-        v = judge_binary(engine, cfg).verdict
-        assert v.status == "finished", v.reason
-        assert v.trials["B"][0].interference == pytest.approx(DISTURBED) and v.control_interference == CLEAN
-    else:
+    if expected == HOST:
         with pytest.raises(InfrastructureError, match="kept the engine off its CPUs"):
             judge_binary(engine, cfg)
+    else:
+        v = judge_binary(engine, cfg).verdict
+        assert v.status == "finished", v.reason
+        counted = v.trials["B"][0].interference
+        if expected == OWN:  # the disturbed trial counts, with the control's figure beside it
+            assert counted == pytest.approx(DISTURBED) and v.control_interference == CLEAN
+        else:  # the run between the controls counts; nothing was shown to be the engine's own
+            assert counted == pytest.approx(contestant[-1]) and v.control_interference is None
+            assert len(v.invalid_trials["B"]) == 2
     assert script.script == {"contestant": [], "control": []}  # each run the rule asked for, no more
     assert_nothing_left()
 

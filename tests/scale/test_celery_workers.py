@@ -35,6 +35,12 @@ UNFINISHED = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTING, dg.Dagst
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
+# Uploads before the kill (one is the victim's, the rest go on judging on the survivor), and after
+# the victim's host is back: the queue launches as many runs as there are slots (two), and a worker
+# takes one run at a time, so each host takes one of these two.
+FIRST_WAVE, SECOND_WAVE = 3, 2
+JUDGED = FIRST_WAVE + SECOND_WAVE
+
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[dict[str, str]]:
@@ -84,7 +90,7 @@ def test_two_judge_hosts_share_the_queue_and_a_dead_hosts_judging_is_retried(clu
 
     engine = (engines / "engine").read_bytes()
     bucket = cluster.bucket()
-    for i in range(4):  # the first wave; the second once the dead host's run is retried
+    for i in range(FIRST_WAVE):
         bucket.put_bytes(f"submissions/c{i}/engine", engine)
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
@@ -126,7 +132,7 @@ def test_two_judge_hosts_share_the_queue_and_a_dead_hosts_judging_is_retried(clu
         cluster.start_worker(victim)  # the host comes back
         restarted_at = time.time()
         wait_for(lambda: len(app.control.ping(timeout=1)) == 2, 120, "the restarted worker up")
-        for i in range(4, 8):
+        for i in range(FIRST_WAVE, JUDGED):
             bucket.put_bytes(f"submissions/c{i}/engine", engine)
 
         def all_scored() -> dict[str, lifecycle.SubmissionState] | None:
@@ -134,7 +140,7 @@ def test_two_judge_hosts_share_the_queue_and_a_dead_hosts_judging_is_retried(clu
             done = {p: s for p, s in states.items() if s.stage in lifecycle.TERMINAL and s.score}
             # A submission settles once its score is written; its run ends a moment later.
             busy = judge_runs(*UNFINISHED)
-            return states if len(done) == 8 and not busy else None
+            return states if len(done) == JUDGED and not busy else None
 
         def where_things_stand() -> dict[str, object]:
             runs = instance.get_runs(dg.RunsFilter(job_name=lifecycle.JOB_NAME))
@@ -144,16 +150,16 @@ def test_two_judge_hosts_share_the_queue_and_a_dead_hosts_judging_is_retried(clu
                 "workers": app.control.ping(timeout=1),
             }
 
-        states = wait_for(all_scored, 420, "eight scored submissions", 2, where_things_stand)
+        states = wait_for(all_scored, 420, f"{JUDGED} scored submissions", 2, where_things_stand)
         assert {s.stage for s in states.values()} == {"finished"}, states
-        assert sorted(s.score["contestant"] for s in states.values()) == [f"c{i}" for i in range(8)]
+        assert sorted(s.score["contestant"] for s in states.values()) == [f"c{i}" for i in range(JUDGED)]
         for asset in ("verdict", "score"):
             records = instance.fetch_materializations(dg.AssetKey(asset), limit=1000).records
             per_partition = [r.partition_key for r in records]
             assert sorted(per_partition) == sorted(states), f"{asset}: each judged exactly once"
 
         succeeded = judge_runs(dg.DagsterRunStatus.SUCCESS)
-        assert len(succeeded) == 8 and len({r.tags["dagster/partition"] for r in succeeded}) == 8
+        assert len(succeeded) == JUDGED == len({r.tags["dagster/partition"] for r in succeeded})
         workers = {r.run_id: worker_of(r) for r in succeeded}
         assert set(workers.values()) == {cluster.node("host-a"), cluster.node("host-b")}
         # Each host calibrated its own slot, and each verdict holds the calibration of the slot
@@ -191,7 +197,7 @@ def test_two_judge_hosts_share_the_queue_and_a_dead_hosts_judging_is_retried(clu
             to_step.append(events[dg.DagsterEventType.STEP_START] - events[dg.DagsterEventType.RUN_STARTING])
     assert_nothing_left()
     print(
-        f"\nscale-out: 8 judged by {sorted(set(workers.values()))}; dead host's run failed and retried"
+        f"\nscale-out: {JUDGED} judged by {sorted(set(workers.values()))}; dead host's run failed and retried"
         f" {detected_s:.0f} s after the kill; launched → run started median {statistics.median(to_run):.2f} s"
         f" (max {max(to_run):.2f}), → first step median {statistics.median(to_step):.2f} s;"
         f" wall {time.monotonic() - started:.0f} s"

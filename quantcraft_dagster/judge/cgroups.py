@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,22 @@ class CgroupLimits:
 
 def _write(path: Path, value: str) -> None:
     path.write_text(value)
+
+
+def kill_until_empty(pids: Callable[[], set[int]], freeze: Callable[[bool], None], timeout: float) -> bool:
+    """SIGKILL the group's processes, frozen, until it is empty (True) or ``timeout`` passes: a
+    fork loop cannot outrun a frozen group, and a kill lands on every process it lists."""
+    deadline = time.monotonic() + timeout
+    while pids():
+        freeze(True)
+        for pid in pids():  # listed frozen: nothing forks meanwhile
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        freeze(False)
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 # Scheduling weights (``judge.cpu_weight``): the judge's and the engines' groups heaviest, the
@@ -116,15 +133,7 @@ class Cgroup(abc.ABC):
 
     def kill_all(self, timeout: float = 10.0) -> bool:
         """SIGKILL everything inside until empty; True when the group is empty."""
-        deadline = time.monotonic() + timeout
-        while self.pids():
-            self._freeze(True)
-            self.signal_all(signal.SIGKILL)
-            self._freeze(False)
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.01)
-        return True
+        return kill_until_empty(self.pids, self._freeze, timeout)
 
     def remove(self) -> None:
         for d in reversed(self.dirs):
@@ -342,50 +351,3 @@ def remove_orphans(cpus: set[int], root: Path = ROOT) -> list[str]:
         if not any(d.exists() for d in orphan.dirs):
             removed.append(group.name)
     return removed
-
-
-class HostCgroup:
-    """A container's cgroup files, read directly when this judge sees the host's cgroup tree (a
-    judge on the host: ``quantcraft judge``, a worker; a run container in a cgroup namespace of its
-    own does not, and asks the API). Measured: after a container's first stats call, each takes
-    the daemon's 1 s collection interval; two of them per trial doubled the Docker sandbox's
-    judging time over bubblewrap's."""
-
-    def __init__(self, cpu: Path, cpu_field: str | None, peak: Path | None) -> None:
-        self.cpu, self.cpu_field, self.peak = cpu, cpu_field, peak
-
-    @classmethod
-    def of(cls, pid: int, root: Path = ROOT) -> HostCgroup | None:
-        """The cgroup of process ``pid`` (the container's init), or None if its files are not here."""
-        try:
-            return cls.find(Path(f"/proc/{pid}/cgroup").read_text(), root)
-        except OSError:
-            return None
-
-    @classmethod
-    def find(cls, membership: str, root: Path) -> HostCgroup | None:
-        """From a ``/proc/<pid>/cgroup`` text: v2's one hierarchy, or v1's cpuacct and memory (a
-        hybrid host's unified line leads nowhere under ``root`` and is passed over). A path above
-        this judge's cgroup namespace (``/..``) is not visible here."""
-        for line in membership.splitlines():
-            _, controllers, path = line.split(":", 2)
-            where = path.lstrip("/")
-            if controllers == "":
-                group = root / where
-                found = cls(group / "cpu.stat", "usage_usec", group / "memory.peak")
-            elif "cpuacct" in controllers.split(","):
-                cpu = root / "cpuacct" / where / "cpuacct.usage"
-                found = cls(cpu, None, root / "memory" / where / "memory.max_usage_in_bytes")
-            else:
-                continue
-            if found.cpu.is_file() and not path.startswith("/.."):
-                return found
-        return None
-
-    def usage(self) -> tuple[int, int]:
-        if self.cpu_field is None:
-            cpu = int(self.cpu.read_text())
-        else:
-            cpu = read_int_field(self.cpu, self.cpu_field) * 1000
-        peak = int(self.peak.read_text()) if self.peak is not None and self.peak.is_file() else 0
-        return cpu, peak

@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import threading
 import time
 import uuid
@@ -45,6 +46,7 @@ from docker.types import LogConfig, Mount, Ulimit
 
 from .. import settings
 from . import cgroups, cpu_weight
+from .container_cgroup import ContainerCgroup
 from .cpus import placed
 from .docker_probe import VOLUME_LIFETIME_S, Probe, ProbeLoadgen, archive
 from .errors import InfrastructureError
@@ -283,9 +285,8 @@ class DockerEngine:
         # The engine's host pid means something here only where this judge sees the host's pids
         # (a judge on the host): in a run container the same number may be another process.
         pid = int(self.container.attrs["State"]["Pid"])
-        seen = _sees(pid, self.container.id)
-        self.cgroup = cgroups.HostCgroup.of(pid) if seen else None
-        if seen:
+        self.cgroup = ContainerCgroup.of(pid, self.container.id)
+        if self.cgroup is not None:
             _pin_parent(pid, limits.cpus)
         threading.Thread(target=self._wait, daemon=True).start()
 
@@ -325,7 +326,7 @@ class DockerEngine:
         try:
             cpu_ns, peak = self._usage() if not died_early else (0, 0)
             if not died_early:
-                self.container.stop(timeout=max(1, round(self.limits.term_grace_s)))
+                self._terminate()
             self._exited.wait(30)
             self.container.reload()
             state = self.container.attrs["State"]
@@ -342,6 +343,18 @@ class DockerEngine:
             cpu_ns=cpu_ns,
         )
 
+    def _terminate(self) -> None:
+        """SIGTERM, then SIGKILL after the grace period, to every process of the container through
+        its cgroup where this judge sees it (:class:`ContainerCgroup`: Docker's own took a fork
+        bomb 6-8 s, this a few ms past the grace period); else Docker's stop."""
+        grace = self.limits.term_grace_s
+        if self.cgroup is None or self.cgroup.procs is None:
+            self.container.stop(timeout=max(1, round(grace)))
+            return
+        self.cgroup.signal_all(signal.SIGTERM)
+        if not self._exited.wait(grace) and not self.cgroup.kill_all():
+            self.container.kill()
+
 
 def _usage(container) -> tuple[int, int]:
     """(CPU ns, peak memory) from the container's cgroup, read through the API before it is stopped.
@@ -355,14 +368,6 @@ def _usage(container) -> tuple[int, int]:
         cpu = int(stats["cpu_stats"]["cpu_usage"]["total_usage"])
         return cpu, int(stats["memory_stats"].get("max_usage", 0))
     return 0, 0
-
-
-def _sees(pid: int, container_id: str) -> bool:
-    """Whether ``/proc/<pid>`` here is the container's process: its cgroup path names the
-    container on v1 and v2, under the cgroupfs and systemd drivers alike."""
-    with contextlib.suppress(OSError):
-        return container_id in Path(f"/proc/{pid}/cgroup").read_text()
-    return False
 
 
 def _pin_parent(pid: int, cpus: tuple[int, ...]) -> None:

@@ -192,13 +192,14 @@ class _Judging:
             max_send_lag_p99_us=validity.max_send_lag_p99_us / 2,
             max_rate_error=validity.max_rate_error / 2,
         )
+        if again.problem or again.protocol_error_count:
+            return False, (result, engine_exit)  # the engine failed in it: that decides
         if disturbed(again.metrics, bundle.spec.rate, half):
             control = self.clean_control(bundle)
             if control is not None:
                 self.own_interference = control
                 return True, None
-        engine_at_fault = again.problem or again.protocol_error_count
-        if engine_at_fault or not disturbed(again.metrics, bundle.spec.rate, validity):
+        if not disturbed(again.metrics, bundle.spec.rate, validity):
             return False, (result, engine_exit)
         return False, None
 

@@ -77,7 +77,7 @@ def finals_judgings(
                 verdict = _judge(context, paths[row["partition"]], placed, sandbox, bundles)
                 if verdict is None:  # the run waits for a quiet judge on this slot; never a partial table
                     context.instance.add_run_tags(
-                        context.run_id, {FINALS_WAITING_TAG: sandbox.slot_key(placed)}
+                        context.run.run_id, {FINALS_WAITING_TAG: sandbox.slot_key(placed)}
                     )
                     raise dg.Failure(
                         f"the finals are {WAITING_REASON}: {row['contestant']}'s judging could not be"

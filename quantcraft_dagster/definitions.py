@@ -20,7 +20,7 @@ from assets.calibration import (
 )
 from assets.finals import final_standings, finals_job, finals_judgings
 from assets.standings import standings
-from assets.submission import correctness, judging, metrics, score, submission_binary, submissions
+from assets.submission import correctness, judging, metrics, score, submission_binary
 from assets.traces import expected_reports, finals_expected_reports, finals_trace, official_trace
 from assets.waiting import no_judging_waiting
 from quantcraft_dagster.lifecycle import JOB_NAME, LIFECYCLE_ASSET, RUN_RETRIES
@@ -43,7 +43,6 @@ judge_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(
         submission_binary, official_trace, expected_reports, judging, metrics, correctness, score
     ),
-    partitions_def=submissions,
     description="Judge one uploaded engine: validate, make its own official trace and answers,"
     " run phases A/B/C, check, score",
     # Run retries cover a lost run worker; an asset's own failure is never retried this way

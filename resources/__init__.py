@@ -74,7 +74,8 @@ class SandboxResource(dg.ConfigurableResource):
     _run_id: str = PrivateAttr(default="")
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        self._run_id = context.run_id or ""  # Docker sandboxes are labelled with the run judging them
+        # Docker sandboxes are labelled with the run judging them.
+        self._run_id = context.run.run_id if context.run else ""
 
     def cpus(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
         engine, loadgen = split_cpus()

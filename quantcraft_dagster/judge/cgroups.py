@@ -13,7 +13,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,15 +35,20 @@ def _write(path: Path, value: str) -> None:
     path.write_text(value)
 
 
+def signal_each(pids: Iterable[int], sig: int) -> None:
+    """Signal each of ``pids``; one that exited meanwhile is passed over."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+
+
 def kill_until_empty(pids: Callable[[], set[int]], freeze: Callable[[bool], None], timeout: float) -> bool:
     """SIGKILL the group's processes, frozen, until it is empty (True) or ``timeout`` passes: a
     fork loop cannot outrun a frozen group, and a kill lands on every process it lists."""
     deadline = time.monotonic() + timeout
     while pids():
         freeze(True)
-        for pid in pids():  # listed frozen: nothing forks meanwhile
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        signal_each(pids(), signal.SIGKILL)  # listed frozen: nothing forks meanwhile
         freeze(False)
         if time.monotonic() > deadline:
             return False
@@ -127,9 +132,7 @@ class Cgroup(abc.ABC):
         return found
 
     def signal_all(self, sig: int, exclude: set[int] | frozenset[int] = frozenset()) -> None:
-        for pid in self.pids() - set(exclude):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
+        signal_each(self.pids() - set(exclude), sig)
 
     def kill_all(self, timeout: float = 10.0) -> bool:
         """SIGKILL everything inside until empty; True when the group is empty."""

@@ -8,10 +8,9 @@ in a cgroup namespace of its own does not, and asks the Docker API instead.
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 
-from .cgroups import ROOT, kill_until_empty, read_int_field
+from .cgroups import ROOT, kill_until_empty, read_int_field, signal_each
 
 
 class ContainerCgroup:
@@ -22,10 +21,10 @@ class ContainerCgroup:
 
     def __init__(self, cpu: Path, cpu_field: str | None, peak: Path | None) -> None:
         self.cpu, self.cpu_field, self.peak = cpu, cpu_field, peak
-        # Where its processes are listed, and the file that freezes them (v1's freezer, v2's own).
+        # Where its processes are listed, and the file that freezes them (v1's freezer.state, v2's
+        # cgroup.freeze).
         self.procs: Path | None = None
         self.freeze_file: Path | None = None
-        self.frozen_thawed = ("FROZEN", "THAWED")
 
     @classmethod
     def of(cls, pid: int, container_id: str, root: Path = ROOT) -> ContainerCgroup | None:
@@ -53,7 +52,6 @@ class ContainerCgroup:
             if controllers == "" and (root / where / "cpu.stat").is_file():
                 found = cls(root / where / "cpu.stat", "usage_usec", root / where / "memory.peak")
                 found.procs, found.freeze_file = root / where / "cgroup.procs", root / where / "cgroup.freeze"
-                found.frozen_thawed = ("1", "0")
                 return found
             if "cpuacct" in controllers.split(",") and (root / "cpuacct" / where / "cpuacct.usage").is_file():
                 cpu = root / "cpuacct" / where / "cpuacct.usage"
@@ -83,9 +81,7 @@ class ContainerCgroup:
         """Signal every process in the container. Docker signals a container that shares another's
         pid namespace (the engine shares the probe's) through runc, process by process: its SIGTERM
         to a fork bomb's 256 processes took 4.5 s, this a few ms."""
-        for pid in self.pids():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
+        signal_each(self.pids(), sig)
 
     def kill_all(self, timeout: float = 10.0) -> bool:
         """SIGKILL every process in the container, frozen first; False when this judge cannot (no
@@ -95,8 +91,10 @@ class ContainerCgroup:
         if self.procs is None or freeze_file is None:
             return False
 
+        v2 = freeze_file.name == "cgroup.freeze"
+
         def freeze(frozen: bool) -> None:
             with contextlib.suppress(OSError):
-                freeze_file.write_text(self.frozen_thawed[0 if frozen else 1])
+                freeze_file.write_text(("1" if frozen else "0") if v2 else ("FROZEN" if frozen else "THAWED"))
 
         return kill_until_empty(self.pids, freeze, timeout)

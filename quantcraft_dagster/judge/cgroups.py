@@ -131,9 +131,6 @@ class Cgroup(abc.ABC):
                 found.update(int(p) for p in (d / "cgroup.procs").read_text().split())
         return found
 
-    def signal_all(self, sig: int, exclude: set[int] | frozenset[int] = frozenset()) -> None:
-        signal_each(self.pids() - set(exclude), sig)
-
     def kill_all(self, timeout: float = 10.0) -> bool:
         """SIGKILL everything inside until empty; True when the group is empty."""
         return kill_until_empty(self.pids, self._freeze, timeout)

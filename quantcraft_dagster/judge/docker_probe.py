@@ -19,7 +19,8 @@ from docker.errors import APIError, DockerException
 from docker.types import LogConfig, Mount
 
 from . import cgroups, interference
-from .sandbox import LOADGEN_MODULE, STDERR_TAIL_BYTES
+from .sandbox import LOADGEN_MODULE
+from .tail import STDERR_TAIL_BYTES
 
 if TYPE_CHECKING:
     from .docker_sandbox import DockerSandbox
@@ -87,15 +88,16 @@ class Probe:
         )
 
 
-def archive(name: str, data: bytes, mode: int) -> bytes:
-    """A tar holding only ``name``: root-owned, with ``mode``."""
+def archive(*files: tuple[str, bytes, int]) -> bytes:
+    """A tar holding only ``files`` (name, data, mode), root-owned."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        info.mode = mode
-        info.mtime = int(time.time())
-        tar.addfile(info, io.BytesIO(data))
+        for name, data, mode in files:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = mode
+            info.mtime = int(time.time())
+            tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
 
 
@@ -105,7 +107,7 @@ class ProbeLoadgen:
 
     def __init__(self, probe: Probe, plan: Path, result: Path) -> None:
         self.probe, self.result = probe, result
-        probe.container.put_archive(WORK, archive("plan.pkl", plan.read_bytes(), 0o600))
+        probe.container.put_archive(WORK, archive(("plan.pkl", plan.read_bytes(), 0o600)))
         api = probe.client.api
         argv = ["python", "-m", LOADGEN_MODULE, f"{WORK}/plan.pkl", f"{WORK}/result.pkl"]
         self._exec = api.exec_create(probe.container.id, argv, stdout=True, stderr=True)["Id"]

@@ -22,6 +22,9 @@ connection the previous engine served holds the port in TIME_WAIT against an eng
 without ``SO_REUSEADDR`` (``loadgen._http_get``). Plans go in and results come out through a volume
 only the probe mounts; the load generator is a process ``exec``-ed in the probe for each run.
 
+An engine's stdout and stderr never leave its container while it runs: it is started by
+``qctail`` (:mod:`.tail`; in the sandbox image), which hands the daemon the last 64 KiB once.
+
 Every container and volume is labelled with its judging and an expiry; :func:`reap`, run when a
 :class:`DockerSandbox` is made, removes those whose judging is over (expired, or whose judge's own
 container is gone), so a crashed run worker or a restarted daemon never leaves an engine running on
@@ -45,12 +48,12 @@ from docker.models.volumes import Volume
 from docker.types import LogConfig, Mount, Ulimit
 
 from .. import settings
-from . import cgroups, cpu_weight
+from . import cgroups, cpu_weight, tail
 from .container_cgroup import ContainerCgroup
-from .cpus import placed
 from .docker_probe import VOLUME_LIFETIME_S, Probe, ProbeLoadgen, archive
 from .errors import InfrastructureError
-from .sandbox import EngineExit, SandboxLimits, StderrTail
+from .sandbox import EngineExit, SandboxLimits
+from .tail import StderrTail
 
 LABEL = "quantcraft.sandbox"
 JUDGING_LABEL = "quantcraft.judging"
@@ -192,7 +195,7 @@ class DockerSandbox:
                     mounts=[Mount("/app", name, type="volume")],
                 )  # fmt: skip
                 try:
-                    loader.put_archive("/app", archive("engine", binary.read_bytes(), 0o555))
+                    loader.put_archive("/app", archive(("engine", binary.read_bytes(), 0o555)))
                 finally:
                     loader.remove(force=True)
             except BaseException:
@@ -235,10 +238,10 @@ class DockerEngine:
         ]
         self.container = client.containers.create(
             sandbox.image,
-            ["/app/engine", "--port", str(port)],
+            tail.engine_argv(port, limits.term_grace_s, engine_uid=limits.uid),
             name=name,
             labels=labels,
-            user=f"{limits.uid}:{limits.uid}",
+            user="0:0",  # qctail's, until it drops itself and the engine to their uids (judge/tail.py)
             working_dir="/app",
             environment={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "QC_PORT": str(port)},
             # The probe's namespaces: its loopback only (it has no network), and its PID 1 reaps.
@@ -250,8 +253,9 @@ class DockerEngine:
             # /dev/shm would be a second writable tmpfs beside /tmp: mounted read-only instead.
             tmpfs={"/tmp": f"size={limits.tmp_bytes},mode=1777", "/dev/shm": "ro,size=4k"},
             cap_drop=["ALL"],
+            cap_add=["SETUID", "SETGID"],  # for qctail's drop; gone from every process after it
             security_opt=["no-new-privileges"],
-            pids_limit=limits.pids,
+            pids_limit=tail.pids_limit(limits.pids),
             mem_limit=limits.memory_bytes,
             memswap_limit=limits.memory_bytes,
             cpuset_cpus=",".join(map(str, limits.cpus)) or None,
@@ -261,33 +265,26 @@ class DockerEngine:
             log_config=LogConfig(type=LogConfig.types.NONE),  # output goes to the tail, not to disk
         )
         try:
-            self._start(limits)
+            self._start()
         except BaseException:  # never a container left holding the judging's volume
             with contextlib.suppress(DockerException):
                 self.container.remove(force=True)
             raise
 
-    def _start(self, limits: SandboxLimits) -> None:
+    def _start(self) -> None:
         out_r, out_w = os.pipe()
         # Attached before the start, so nothing is missed; the stream ends when the container exits.
         stream = self.container.attach(stdout=True, stderr=True, stream=True)
-        # Unpacking the daemon's frames and keeping the tail cost CPU per line the engine writes:
-        # both threads are born on the engine's CPUs, so a flooding engine pays for its own output
-        # instead of slowing the load generator.
-        with placed(limits.cpus):
-            pump = threading.Thread(target=_pump, args=(stream, out_w), daemon=True)
-            pump.start()
-            self.stderr = StderrTail(out_r)
+        threading.Thread(target=_pump, args=(stream, out_w), daemon=True).start()
+        self.stderr = StderrTail(out_r)
         self._code: int | None = None
         self._exited = threading.Event()
         self.container.start()
         self.container.reload()
-        # The engine's host pid means something here only where this judge sees the host's pids
-        # (a judge on the host): in a run container the same number may be another process.
-        pid = int(self.container.attrs["State"]["Pid"])
-        self.cgroup = ContainerCgroup.of(pid, self.container.id)
-        if self.cgroup is not None:
-            _pin_parent(pid, limits.cpus)
+        # The container's host pid (qctail's) means something here only where this judge sees the
+        # host's pids (a judge on the host): in a run container the same number may be another.
+        self.pid = int(self.container.attrs["State"]["Pid"])
+        self.cgroup = ContainerCgroup.of(self.pid, self.container.id)
         threading.Thread(target=self._wait, daemon=True).start()
 
     def _wait(self) -> None:
@@ -338,7 +335,6 @@ class DockerEngine:
             oom_killed=bool(state["OOMKilled"]),
             died_early=died_early,
             stderr_tail=self.stderr.text(),
-            stderr_bytes=self.stderr.total,
             memory_peak=peak,
             cpu_ns=cpu_ns,
         )
@@ -351,7 +347,7 @@ class DockerEngine:
         if self.cgroup is None or self.cgroup.procs is None:
             self.container.stop(timeout=max(1, round(grace)))
             return
-        self.cgroup.signal_all(signal.SIGTERM)
+        self.cgroup.signal(self.pid, signal.SIGTERM)  # qctail, which signals the engine's processes
         if not self._exited.wait(grace) and not self.cgroup.kill_all():
             self.container.kill()
 
@@ -368,22 +364,6 @@ def _usage(container) -> tuple[int, int]:
         cpu = int(stats["cpu_stats"]["cpu_usage"]["total_usage"])
         return cpu, int(stats["memory_stats"].get("max_usage", 0))
     return 0, 0
-
-
-def _pin_parent(pid: int, cpus: tuple[int, ...]) -> None:
-    """Put the container's shim (the parent of its engine) on the engine's CPUs, every thread of it.
-
-    The shim copies whatever the engine writes to stdout and stderr: a flooding engine's output
-    then costs the engine's CPUs, not the load generator's. Best effort: without the host's pid
-    namespace the shim is not visible, and the measurement only loses this protection.
-    """
-    if not cpus:
-        return
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        for task in Path(f"/proc/{parent}/task").iterdir():
-            os.sched_setaffinity(int(task.name), cpus)
 
 
 def _pump(stream, fd: int) -> None:

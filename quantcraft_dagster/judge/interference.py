@@ -58,7 +58,8 @@ def run_delay_ns(pids: Iterable[int]) -> int:
 
 class EngineOfUid:
     """An engine as seen from a pid namespace it shares (the Docker sandbox's probe): its
-    processes are those of its uid, which nothing else in the namespace runs as."""
+    processes are those of its effective uid, which nothing else in the namespace runs as but
+    qctail, which keeps its output tail (``judge/tail.py``): its reading is the engine's cost."""
 
     def __init__(self, uid: int, proc: Path = Path("/proc")) -> None:
         self.uid, self.proc = uid, proc
@@ -68,7 +69,7 @@ class EngineOfUid:
         for status in self.proc.glob("[0-9]*/status"):
             with contextlib.suppress(OSError, ValueError, IndexError):
                 uids = next(line for line in status.read_text().splitlines() if line.startswith("Uid:"))
-                if int(uids.split()[1]) == self.uid:  # the real uid: no capability can change it here
+                if int(uids.split()[2]) == self.uid:  # no process here may change its uids any more
                     found.add(int(status.parent.name))
         return found
 

@@ -18,7 +18,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -27,10 +26,10 @@ from pathlib import Path
 from typing import Protocol
 
 from ..core import protocol
-from . import cgroups, interference
+from . import cgroups, interference, tail
 from .cpus import foreground
+from .tail import StderrTail
 
-STDERR_TAIL_BYTES = 64 * 1024
 NOBODY = 65534
 
 
@@ -46,42 +45,6 @@ class SandboxLimits:
     cpus: tuple[int, ...] = ()
     term_grace_s: float = 2.0
     uid: int = NOBODY
-
-
-class StderrTail:
-    """Drains a pipe on a thread, keeping only the last 64 KiB.
-
-    The thread runs ``SCHED_IDLE`` beside the load generator: it reads when the load generator
-    waits, never in its place. An engine that floods its output faster than that blocks on its
-    own full pipe: its flood slows it, never the judge."""
-
-    def __init__(self, fd: int, limit: int = STDERR_TAIL_BYTES) -> None:
-        self._fd = fd
-        self._limit = limit
-        self._buf = bytearray()
-        self.total = 0
-        self.thread = threading.Thread(target=self._drain, daemon=True)
-        self.thread.start()
-
-    def _drain(self) -> None:
-        with contextlib.suppress(OSError):  # this thread only
-            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-        while True:
-            try:
-                chunk = os.read(self._fd, 1 << 16)
-            except OSError:
-                break
-            if not chunk:
-                break
-            self.total += len(chunk)
-            self._buf += chunk
-            if len(self._buf) > 2 * self._limit:
-                del self._buf[: -self._limit]
-        os.close(self._fd)
-
-    def text(self, join_timeout: float = 1.0) -> str:
-        self.thread.join(join_timeout)
-        return bytes(self._buf[-self._limit :]).decode("utf-8", "replace")
 
 
 LOADGEN_MODULE = "quantcraft_dagster.judge.loadgen"
@@ -175,7 +138,6 @@ class EngineExit:
     oom_killed: bool
     died_early: bool  # exited on its own before the judge stopped it
     stderr_tail: str
-    stderr_bytes: int
     memory_peak: int
     leftover_pids: list[int] = field(default_factory=list)
     cpu_ns: int = 0  # CPU time of the engine's processes (cgroup accounting)
@@ -222,6 +184,7 @@ class BubblewrapSandbox:
         self.bwrap = shutil.which("bwrap")
         if self.bwrap is None:
             raise RuntimeError("bubblewrap is not installed (apt-get install bubblewrap)")
+        self.qctail = tail.program()
 
     def start(self, binary: Path, port: int) -> BubblewrapEngine:
         return BubblewrapEngine(self, binary, port)
@@ -244,7 +207,7 @@ class BubblewrapEngine:
         (app / "engine").chmod(0o555)
         self.cgroup = cgroups.create(
             f"engine-{uuid.uuid4().hex[:12]}",
-            cgroups.CgroupLimits(limits.memory_bytes, limits.pids, limits.cpus),
+            cgroups.CgroupLimits(limits.memory_bytes, tail.pids_limit(limits.pids), limits.cpus),
             root=sandbox.cgroup_root,
         )
         info_r, info_w = os.pipe()
@@ -264,6 +227,7 @@ class BubblewrapEngine:
             "--dev", "/dev",
             "--size", str(limits.tmp_bytes), "--perms", "1777", "--tmpfs", "/tmp",
             "--ro-bind", str(app), "/app",
+            "--ro-bind", str(sandbox.qctail), tail.IN_SANDBOX,
             # Everything but /tmp read-only, or a file outside /tmp escapes its 100 MiB cap (/dev
             # holds an unbounded tmpfs /dev/shm; its device nodes are separate mounts and stay usable).
             "--remount-ro", "/", "--remount-ro", "/dev",
@@ -272,8 +236,9 @@ class BubblewrapEngine:
             "--setenv", "HOME", "/tmp",
             "--setenv", "QC_PORT", str(port),
             "--info-fd", str(info_w),
+            "--as-pid-1",  # qctail is the init: it reaps, and the engine cannot signal it
             "--",
-            "/app/engine", "--port", str(port),
+            *tail.engine_argv(port, limits.term_grace_s),
         ]  # fmt: skip
         procs_files = self.cgroup.procs_files()
         preexec = _preexec(procs_files, limits)
@@ -331,8 +296,9 @@ class BubblewrapEngine:
         """SIGTERM the engine, SIGKILL after the grace period, then empty and remove the cgroup."""
         died_early = self.proc.poll() is not None
         if not died_early:
-            # bwrap and its in-sandbox init just reap; the engine's processes get the SIGTERM.
-            self.cgroup.signal_all(signal.SIGTERM, exclude={self.proc.pid, self.child_pid or -1})
+            # To qctail (the sandbox's init), which passes it to every process of the engine.
+            if self.child_pid is not None and self.child_pid in self.cgroup.pids():
+                cgroups.signal_each([self.child_pid], signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(self.limits.term_grace_s)
         emptied = self.cgroup.kill_all()
@@ -353,7 +319,6 @@ class BubblewrapEngine:
             oom_killed=oom,
             died_early=died_early,
             stderr_tail=self.stderr.text(),
-            stderr_bytes=self.stderr.total,
             memory_peak=peak,
             leftover_pids=leftovers,
             cpu_ns=cpu_ns,

@@ -150,6 +150,11 @@ def build_standings_sensor(job) -> dg.SensorDefinition:
         description="Refreshes the standings at most every 30 s while scores arrive",
     )
     def standings_sensor(context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry):
-        yield dg.RunRequest()
+        """One refresh waiting is enough: it reads every score there is when it runs. (With one run
+        at a time, the embedded default, a request per new score piled up behind the judgings.)"""
+        waiting = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED]
+        if context.instance.get_runs(dg.RunsFilter(job_name=job.name, statuses=waiting), limit=1):
+            return dg.SkipReason("a refresh is already waiting: it will rank this score too")
+        return dg.RunRequest()
 
     return standings_sensor

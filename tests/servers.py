@@ -162,3 +162,9 @@ def redis() -> Iterator[dict[str, str]]:
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def sensor_ticks(instance, after: float) -> list:
+    """The submission sensor's ticks since ``after`` (epoch seconds), newest first."""
+    (state,) = [s for s in instance.all_instigator_state() if s.name == "submission_sensor"]
+    return list(instance.get_ticks(state.instigator_origin_id, state.selector_id, after=after))

@@ -14,7 +14,7 @@ import pytest
 import assets.submission as submission_assets
 from assets.calibration import calibrate_host, calibration
 from assets.traces import expected_reports, official_trace
-from quantcraft_dagster.judge.errors import InfrastructureError
+from quantcraft_dagster.judge.errors import InfrastructureError, infrastructure_retry_wait_s
 from resources import (
     BucketResource,
     ContestResource,
@@ -102,16 +102,24 @@ def _judge_partition(resources, binary: Path, partition: str = "p1", selection=J
 
 
 def test_infrastructure_failures_are_retried(resources, engines, monkeypatch):
-    calls = []
+    """Twice, after the policy's waits: the waits are asked of the policy and taken as asked, but
+    zero here (25 s of sleep would show nothing the asked values do not)."""
+    calls, waits = [], []
 
     def broken_judge(*args, **kwargs):
         calls.append(1)
         raise InfrastructureError("load generator failed (simulated)")
 
+    def policy(retry_number: int) -> int:
+        waits.append(infrastructure_retry_wait_s(retry_number))
+        return 0
+
     monkeypatch.setattr(submission_assets, "judge_binary", broken_judge)
+    monkeypatch.setattr(submission_assets, "infrastructure_retry_wait_s", policy)
     result, retries = _judge_partition(resources, engines / "engine")
     assert not result.success
     assert len(calls) == 3 and len(retries) == 2  # first try + 2 retries, then the run fails
+    assert waits == [5, 20]
 
 
 def test_an_engine_crash_is_a_verdict_not_a_retry(resources, engines):

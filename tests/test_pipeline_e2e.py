@@ -9,12 +9,13 @@ import time
 import dagster as dg
 import httpx2 as httpx
 import pytest
+from dagster._core.scheduler.instigation import TickStatus  # not exported: ticks are the daemon's
 
 from quantcraft_dagster import lifecycle, services, settings
 from quantcraft_dagster.cli_stack import submit
 
 from .judge.helpers import assert_nothing_left
-from .servers import free_port, wait_for
+from .servers import free_port, sensor_ticks, wait_for
 
 
 @pytest.fixture
@@ -116,9 +117,16 @@ def test_uploads_are_judged_through_the_daemon_and_survive_a_daemon_crash(platfo
 
     # Stop everything and start again: nothing lost, nothing judged again.
     platform.stop()
+    restarted_at = time.time()
     platform.start()
     platform.wait_ready()
-    time.sleep(15)  # several sensor ticks
+
+    def three_ticks() -> bool:  # the sensor listed the bucket again, three times
+        with dg.DagsterInstance.from_config(str(services.dagster_home())) as instance:
+            listed = (TickStatus.SUCCESS, TickStatus.SKIPPED)
+            return len([t for t in sensor_ticks(instance, restarted_at) if t.status in listed]) >= 3
+
+    wait_for(three_ticks, 120, "three sensor ticks after the restart")
     again = read_states()
     assert {p: s.stage for p, s in again.items()} == {p: s.stage for p, s in states.items()}
     assert set(count_events("score").values()) == {1}

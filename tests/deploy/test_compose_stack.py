@@ -280,12 +280,6 @@ def test_a_killed_run_worker_is_failed_by_monitoring_and_retried_once(
     assert sandbox_leftovers(docker_client) == []
 
 
-def sensor_ticks(instance: dg.DagsterInstance, after: float) -> list:
-    """The submission sensor's ticks since ``after`` (epoch seconds), newest first."""
-    (state,) = [s for s in instance.all_instigator_state() if s.name == "submission_sensor"]
-    return list(instance.get_ticks(state.instigator_origin_id, state.selector_id, after=after))
-
-
 def test_the_sensor_resumes_after_the_bucket_was_down_a_minute(stack, instance, engines, docker_client):  # noqa: F811
     """MinIO unreachable for a minute (paused: connections hang, the harsher failure): no sensor
     tick can list the bucket meanwhile, then the sensor lists again from its cursor. An upload
@@ -300,7 +294,7 @@ def test_the_sensor_resumes_after_the_bucket_was_down_a_minute(stack, instance, 
     finally:
         bucket.unpause()
         up_at = time.time()
-    ticks = lambda: sensor_ticks(instance, down_at - 5)  # noqa: E731
+    ticks = lambda: servers.sensor_ticks(instance, down_at - 5)  # noqa: E731
     runs = wait_for(lambda: scored_once(instance, "carol"), 600, "carol's one score", ticks)
     assert runs[0].status == dg.DagsterRunStatus.SUCCESS  # the newest: the judging or its retry
     now = set(instance.get_dynamic_partitions("submissions"))

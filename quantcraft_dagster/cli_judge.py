@@ -136,9 +136,9 @@ def _judge_failure(exc: Exception) -> str:
 
 def unbuilt() -> str | None:
     """What the judge needs that is not built, as a sentence naming the command that builds it."""
-    from .judge import native_client
+    from .judge import native_client, tail
 
-    needed = (settings.current().calibration_engines / "engine", native_client.BINARY)
+    needed = (settings.current().calibration_engines / "engine", native_client.BINARY, tail.PROGRAM)
     missing = [str(p) for p in needed if not p.exists()]
     if not missing:
         return None

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from quantcraft_dagster.judge import tail
+from quantcraft_dagster.judge.errors import InfrastructureError
 
 
 def qctail(script: str, tail_bytes: int = tail.STDERR_TAIL_BYTES, dump_after_ms: int = 300):
@@ -67,3 +68,10 @@ def test_it_will_not_signal_everything_as_root():
 def test_bad_arguments_are_refused(argv):
     done = subprocess.run([str(tail.program()), *argv, "/bin/true"], capture_output=True, timeout=30)
     assert done.returncode == 125 and done.stderr.startswith(b"qctail: bad")
+
+
+def test_a_judge_without_it_says_how_to_build_it(tmp_path, monkeypatch):
+    """A judge failure (never the engine's), naming the command."""
+    monkeypatch.setattr(tail, "PROGRAM", tmp_path / "qctail")
+    with pytest.raises(InfrastructureError, match="make -C"):
+        tail.program()

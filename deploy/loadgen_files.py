@@ -83,7 +83,7 @@ for name in replayed_modules() | {"runpy", LOADGEN_MODULE}:
         files.add(spec.origin)
         if spec.origin.endswith(".py"):
             # With its bytecode, compiled here if it is not yet: without, every replay compiled
-            # each module again (the probe's root is read-only), ~0.8 s of every engine's start.
+            # each module again (the probe's root is read-only), most of an engine run's start.
             pyc = importlib.util.cache_from_source(spec.origin)
             files.add(py_compile.compile(spec.origin, cfile=pyc, doraise=True))
 # Python finds its standard library by this landmark.

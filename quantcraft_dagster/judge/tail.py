@@ -6,7 +6,7 @@ through a pipe inside the sandbox, as the engine's uid, in its cgroup and on its
 the judge the tail once, as the engine exits or is stopped. So a flooding engine pays for its own
 output, alike in both sandboxes: read by the judge (a ``SCHED_IDLE`` thread beside the load
 generator) a flood was throttled to the judge's pace, and streamed through the Docker daemon it
-cost the daemon's CPU and was capped at ~100 MiB/s.
+cost the daemon's CPU and went at the daemon's pace.
 
 qctail also carries the stop: the judge sends SIGTERM to qctail alone, which passes it once to every
 process of the engine (their uid, in a pid namespace where nothing else has it) and dumps the tail

@@ -1,4 +1,4 @@
-/* qctail: keeps an engine's output tail inside the engine's own container.
+/* qctail: keeps an engine's output tail inside the engine's own sandbox.
  *
  *   qctail TAIL_BYTES DUMP_AFTER_MS TERM_ALL UIDS ENGINE [ARGS...]
  *
@@ -15,18 +15,18 @@
  * with effective uid E but real and saved uid T: it may signal the engine's processes (its
  * effective uid is their real one) and they may not signal it (neither of their uids is its real
  * or saved one), while the judge's meter, which counts processes by effective uid, counts its
- * reading as the engine's. *
+ * reading as the engine's.
+ *
  * It may run as pid 1 of the engine's pid namespace (bubblewrap's --as-pid-1): it then reaps
  * every orphan, and the engine cannot signal it (the kernel drops an init's unhandled signals
  * sent from inside its namespace, SIGKILL included).
  *
- * Why: a container's output otherwise crosses the container runtime's shim, the Docker daemon's
- * attach stream and the judge's reader while the engine runs, none of them the engine's: a
- * flooding engine was capped at ~100 MiB/s and its cost landed on the host (counted as the
- * host's interference). Here the copy is a pipe read by a process of the engine's uid, in its
- * cgroup, on its CPUs: the engine pays for its own output, as under bubblewrap, and the daemon
- * carries one tail at the end. The Docker sandbox (judge/docker_sandbox.py) starts every engine
- * through it; the engine can kill it (same uid), which only ends its own run.
+ * Why: an engine's output otherwise crossed, while it ran, the Docker daemon's attach stream and
+ * the judge's reader, or under bubblewrap the judge's idle-priority reader, none of them the
+ * engine's: a flooding engine went at their pace and, under Docker, its cost landed on the host
+ * (counted as the host's interference). Here the copy is a pipe read by a process of the engine's
+ * uid, in its cgroup, on its CPUs, in both sandboxes (judge/tail.py); the judge gets one tail at
+ * the end.
  */
 #define _GNU_SOURCE
 #include <errno.h>

@@ -42,6 +42,13 @@ def signal_each(pids: Iterable[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
+def signal_member(pid: int, members: set[int], sig: int) -> None:
+    """Signal ``pid`` (a sandbox's init: qctail) while it is one of ``members``, its group's
+    processes read just now: a pid that has exited may be another process's by now."""
+    if pid in members:
+        signal_each([pid], sig)
+
+
 def kill_until_empty(pids: Callable[[], set[int]], freeze: Callable[[bool], None], timeout: float) -> bool:
     """SIGKILL the group's processes, frozen, until it is empty (True) or ``timeout`` passes: a
     fork loop cannot outrun a frozen group, and a kill lands on every process it lists."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from .cgroups import ROOT, kill_until_empty, read_int_field, signal_each
+from .cgroups import ROOT, kill_until_empty, read_int_field
 
 
 class ContainerCgroup:
@@ -76,14 +76,6 @@ class ContainerCgroup:
             if self.procs is not None:
                 return {int(p) for p in self.procs.read_text().split()}
         return set()
-
-    def signal(self, pid: int, sig: int) -> None:
-        """Signal ``pid`` (the container's init) while it is one of the container's: a pid that
-        exited may be another's now. Docker signals a container that shares another's pid namespace
-        (the engine shares the probe's) through runc, process by process: its SIGTERM to a fork
-        bomb's 256 processes took 4.5 s."""
-        if pid in self.pids():
-            signal_each([pid], sig)
 
     def kill_all(self, timeout: float = 10.0) -> bool:
         """SIGKILL every process in the container, frozen first; False when this judge cannot (no

@@ -347,7 +347,9 @@ class DockerEngine:
         if self.cgroup is None or self.cgroup.procs is None:
             self.container.stop(timeout=max(1, round(grace)))
             return
-        self.cgroup.signal(self.pid, signal.SIGTERM)  # qctail, which signals the engine's processes
+        # To qctail, which signals the engine's processes: Docker signals a container sharing
+        # another's pid namespace through runc, one process at a time.
+        cgroups.signal_member(self.pid, self.cgroup.pids(), signal.SIGTERM)
         if not self._exited.wait(grace) and not self.cgroup.kill_all():
             self.container.kill()
 

@@ -297,8 +297,8 @@ class BubblewrapEngine:
         died_early = self.proc.poll() is not None
         if not died_early:
             # To qctail (the sandbox's init), which passes it to every process of the engine.
-            if self.child_pid is not None and self.child_pid in self.cgroup.pids():
-                cgroups.signal_each([self.child_pid], signal.SIGTERM)
+            if self.child_pid is not None:
+                cgroups.signal_member(self.child_pid, self.cgroup.pids(), signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(self.limits.term_grace_s)
         emptied = self.cgroup.kill_all()

@@ -27,7 +27,10 @@ class PhaseSpec:
     """How one phase's trace is generated and sent.
 
     ``window`` bounds orders in flight per connection (phase B); ``rate`` is the aggregate open-loop
-    send rate in orders per second (phase C).
+    send rate in orders per second (phase C). Phase C's rate is one that a competent engine serves
+    with room to spare, so that it measures latency, not queueing: phase B scores capacity. An
+    engine run near saturation turns every small change in its own cost per order into a many-fold
+    change in its percentiles, and its score into a draw (docs/scoring.md, "Phase C's rate").
     """
 
     phase: str
@@ -76,7 +79,7 @@ PROFILES: dict[str, Profile] = {
         {
             "A": PhaseSpec("A", 50_000, 42, ("QCX",), 1),
             "B": PhaseSpec("B", 200_000, 43, _TEN, 10, window=128),
-            "C": PhaseSpec("C", 40_000, 44, _TEN, 10, rate=20_000.0),
+            "C": PhaseSpec("C", 20_000, 44, _TEN, 10, rate=10_000.0),
         },
     ),
 }

@@ -33,7 +33,7 @@ Stall = tuple[int, int, int]
 class ValidityConfig:
     """When a trial counts, and how hard the judge tries to get enough trials that do.
 
-    ``max_send_lag_p99_us``: quiet hosts measure 5–25 µs at 20k orders/s; a preempted load
+    ``max_send_lag_p99_us``: quiet hosts measure single µs to tens of µs in phase C; a preempted load
     generator shows milliseconds. ``max_interference``: the time other work kept the engine off its
     CPUs, as a share of a closed loop's replay (``judge.interference``). A busy engine is slowed by
     just that share, so phase B's rate is over the time it had its CPUs (``core.metrics``), and

@@ -12,7 +12,10 @@ with the same bounds, judges the C example engine once with ``quantcraft judge``
   verdicts (no step retry, no requeue);
 - per judging: discarded trials, control runs, wall time of the judging step, phase C send-lag
   p99 of every counted trial (max);
-- the CLI's phase C send-lag p99 and wall beside the pipeline's for the same engine and profile.
+- the CLI's phase C send-lag p99 and wall beside the pipeline's for the same engine and profile;
+- this host's floor under any send lag: the send-lag p99 a sender perfect but for the moments its
+  CPU is taken from it (interrupts, the hypervisor) would have at phase C's rate, measured by a
+  loop that only reads the clock on the load generator's CPU (``host_floor``).
 
 ``--compose``: the production path instead, docker-compose with the offline override (images from
 ``bash deploy/build-images.sh offline``; secrets from ``quantcraft deploy init``) under a throwaway
@@ -69,6 +72,7 @@ def main() -> None:
     rows = compose(args, engines) if args.compose else embedded(args, engines)
     report(rows, args.count)
     cli_baseline(args.profile, rows)
+    host_floor(args.profile)
 
 
 def embedded(args: argparse.Namespace, engines: list[str]) -> list[dict]:
@@ -245,6 +249,41 @@ def cli_baseline(profile: str, rows: list[dict]) -> None:
     wall = time.monotonic() - start
     lag = max(t.send_lag_p99_us for t in verdict.trials["C"])
     print(f"CLI (judge_binary), C example engine: wall {wall:.1f} s, phase C send-lag p99 max {lag:.1f} µs")
+
+
+def host_floor(profile: str, seconds: float = 5.0) -> None:
+    """The send lag no load generator can beat here. A loop that only reads the clock, in the
+    foreground on the load generator's CPU, sees every moment the CPU was taken from it as a gap
+    between two reads; an order due in a gap is sent when it ends at the earliest."""
+    import numpy as np
+
+    from quantcraft_dagster.core.trace import get_spec
+    from quantcraft_dagster.judge.config import JudgeConfig
+    from quantcraft_dagster.judge.cpus import placed
+
+    rate = get_spec(profile, "C").rate or 1.0
+    gaps: list[tuple[int, int]] = []
+    clock = time.perf_counter_ns
+    with placed(JudgeConfig().loadgen_cpus):
+        start = prev = clock()
+        end = start + int(seconds * 1e9)
+        while prev < end:
+            now = clock()
+            if now - prev > 1_000:
+                gaps.append((prev, now))
+            prev = now
+    period = 1e9 / rate
+    due = start + np.arange(int(seconds * rate)) * period
+    lag = np.zeros(len(due))
+    for a, b in gaps:
+        inside = (due > a) & (due < b)
+        lag[inside] = b - due[inside]
+    lost = sum(b - a for a, b in gaps) / (end - start)
+    print(
+        f"host floor on the load generator's CPU: {len(gaps) / seconds:.0f} gaps/s over 1 µs,"
+        f" {lost:.2%} of its time; a perfect sender at {rate:,.0f} orders/s: send-lag p99"
+        f" {np.percentile(lag, 99) / 1e3:.1f} µs, p99.9 {np.percentile(lag, 99.9) / 1e3:.1f} µs"
+    )
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import dagster as dg
 import orjson
 
 from assets.standings import standings
-from assets.traces import finals_expected_reports, finals_trace, official_bundles
+from assets.traces import TRACE_INPUT, finals_expected_reports, finals_trace, official_bundles
 from quantcraft_dagster.core import keys
 from quantcraft_dagster.core.finals import CONFIDENCE, final_table, finalists, round_robin, run_record
 from quantcraft_dagster.core.scoring import rescored
@@ -42,6 +42,7 @@ class FinalsConfig(dg.Config):
     pool=JUDGING_POOL,
     deps=[standings],
     kinds={"json", "bubblewrap"},
+    ins={"finals_trace": TRACE_INPUT, "finals_expected_reports": TRACE_INPUT},
 )
 def finals_judgings(
     context: dg.AssetExecutionContext,

@@ -14,7 +14,7 @@ import orjson
 import pyarrow as pa
 
 from assets.partitions import submissions
-from assets.traces import official_bundles
+from assets.traces import TRACE_INPUT, official_bundles
 from quantcraft_dagster.core import keys, trace
 from quantcraft_dagster.core.binary import Rejected, check_size, validate
 from quantcraft_dagster.core.metrics import latency_curves, phase_metrics, with_judge_figures
@@ -142,7 +142,11 @@ def slot_health(calibrations: LazyPartitions, slot: str) -> dict:
     },
     # Every slot's calibration, read lazily: the judging reads the one of the slot it gets.
     ins={
-        "calibration": dg.AssetIn(partition_mapping=dg.AllPartitionMapping(), metadata={ALL_PARTITIONS: True})
+        "calibration": dg.AssetIn(
+            partition_mapping=dg.AllPartitionMapping(), metadata={ALL_PARTITIONS: True}
+        ),
+        "official_trace": TRACE_INPUT,
+        "expected_reports": TRACE_INPUT,
     },
     partitions_def=submissions,
     group_name="judging",

@@ -26,6 +26,19 @@ from resources import ContestResource, JudgingResource
 
 Lines = dict[str, list[bytes]]
 
+TRACE_LINES = dg.DagsterType(
+    name="TraceLines",
+    description="Lines per phase, {phase: [line]}, as sent or answered on the wire.",
+    # By shape only: Dagster's check of dict[str, list[bytes]] visits every line, 0.4 s per value
+    # of a standard trace, on every output and input of every judging.
+    type_check_fn=lambda _, value: (
+        isinstance(value, dict)
+        and set(value) <= set(trace.PHASES)
+        and all(isinstance(lines, list) for lines in value.values())
+    ),
+)
+TRACE_INPUT = dg.AssetIn(dagster_type=TRACE_LINES)
+
 
 def _versioned(lines: Lines, metadata: dict[str, Any]) -> dg.Output[Lines]:
     """The value with its trace id as data version: a new trace is a new version."""
@@ -60,7 +73,11 @@ def _answers(traces: Lines) -> dg.Output[Lines]:
 
 
 @dg.asset(
-    partitions_def=submissions, group_name="judging", io_manager_key="trace_io_manager", kinds={"jsonl"}
+    partitions_def=submissions,
+    group_name="judging",
+    io_manager_key="trace_io_manager",
+    kinds={"jsonl"},
+    dagster_type=TRACE_LINES,
 )
 def official_trace(
     context: dg.AssetExecutionContext, judging: JudgingResource, contest: ContestResource
@@ -70,20 +87,31 @@ def official_trace(
 
 
 @dg.asset(
-    partitions_def=submissions, group_name="judging", io_manager_key="trace_io_manager", kinds={"jsonl"}
+    partitions_def=submissions,
+    group_name="judging",
+    io_manager_key="trace_io_manager",
+    kinds={"jsonl"},
+    dagster_type=TRACE_LINES,
+    ins={"official_trace": TRACE_INPUT},
 )
 def expected_reports(official_trace: Lines) -> dg.Output[Lines]:
     """The reference answers to this judging's trace (organisers only; divergences show a few)."""
     return _answers(official_trace)
 
 
-@dg.asset(group_name="finals", io_manager_key="trace_io_manager", kinds={"jsonl"})
+@dg.asset(group_name="finals", io_manager_key="trace_io_manager", kinds={"jsonl"}, dagster_type=TRACE_LINES)
 def finals_trace(judging: JudgingResource, contest: ContestResource) -> dg.Output[Lines]:
     """The finals' one official trace set, the same for every finalist (organisers only)."""
     return _traces(contest, judging.profile, None)
 
 
-@dg.asset(group_name="finals", io_manager_key="trace_io_manager", kinds={"jsonl"})
+@dg.asset(
+    group_name="finals",
+    io_manager_key="trace_io_manager",
+    kinds={"jsonl"},
+    dagster_type=TRACE_LINES,
+    ins={"finals_trace": TRACE_INPUT},
+)
 def finals_expected_reports(finals_trace: Lines) -> dg.Output[Lines]:
     """The reference answers to the finals' trace set."""
     return _answers(finals_trace)

@@ -10,8 +10,10 @@ with the same bounds, judges the C example engine once with ``quantcraft judge``
 
 - verdicts / judgings (a judging waiting for a quiet judge counts as none), and first-attempt
   verdicts (no step retry, no requeue);
-- per judging: discarded trials, control runs, wall time of the judging step, phase C send-lag
-  p99 of every counted trial (max);
+- per judging: discarded trials, control runs, phase C send-lag p99 of every counted trial (max),
+  the wall time of its judging step (the judge's work on the official traces, the CLI's work on
+  the public ones) and of the whole judging (from "deploying" to its verdict and score, with the
+  official traces generated for it, which the CLI does not need);
 - the CLI's phase C send-lag p99 and wall beside the pipeline's for the same engine and profile;
 - this host's floor under any send lag: the send-lag p99 a sender perfect but for the moments its
   CPU is taken from it (interrupts, the hypervisor) would have at phase C's rate, measured by a
@@ -211,8 +213,24 @@ def judged(instance, states, client) -> list[dict]:
         ]
         if state.score and deploying:
             row["wall"] = state.updated - deploying[-1]
+            row["step"] = judging_step_s(instance, runs[0].dagster_run.run_id)
         rows.append(row)
     return rows
+
+
+def judging_step_s(instance, run_id: str) -> float:
+    """The wall time of a run's judging step, from its event log."""
+    import dagster as dg
+
+    kinds = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}
+    times = {
+        e.dagster_event.event_type: e.timestamp
+        for e in instance.all_logs(run_id, of_type=kinds)
+        if e.dagster_event and e.dagster_event.step_key == "judging"
+    }
+    if len(times) < 2:
+        return float("nan")
+    return times[dg.DagsterEventType.STEP_SUCCESS] - times[dg.DagsterEventType.STEP_START]
 
 
 def report(rows: list[dict], count: int) -> None:
@@ -221,12 +239,12 @@ def report(rows: list[dict], count: int) -> None:
     verdicts = [r for r in rows if "discarded" in r]
     first = [r for r in verdicts if r["runs"] == 1 and r["retries"] == 0]
     waiting = [r for r in rows if r["stage"] == lifecycle.WAITING]
-    head = ("submission", "stage", "runs", "retry", "disc", "ctrl", "C lag", "wall")
+    head = ("submission", "stage", "runs", "retry", "disc", "ctrl", "C lag", "step", "wall")
     print(f"{head[0]:48} {head[1]:10} " + " ".join(f"{h:>6}" for h in head[2:]))
     nan = float("nan")
     for r in rows:
         cells = (r["runs"], r["retries"], r.get("discarded", "-"), "yes" if r.get("control") else "-")
-        figures = f"{r.get('lag', nan):6.1f} {r.get('wall', nan):6.1f}"
+        figures = " ".join(f"{r.get(k, nan):6.1f}" for k in ("lag", "step", "wall"))
         print(f"{r['partition']:48} {r['stage']:10} " + " ".join(f"{c:>6}" for c in cells) + f" {figures}")
     extra = sorted(r["discarded"] + r["control"] for r in verdicts) or [0]
     print(
@@ -234,9 +252,10 @@ def report(rows: list[dict], count: int) -> None:
         f" discarded+control trials per judging median {statistics.median(extra)}, max {max(extra)};"
         f" phase C send-lag p99 max {max((r['lag'] for r in verdicts), default=float('nan')):.1f} µs"
     )
-    walls = [r["wall"] for r in verdicts if "wall" in r and r["partition"].split("-", 2)[1] == "engine"]
-    if walls:
-        print(f"pipeline judging step, C example engine: median {statistics.median(walls):.1f} s")
+    example = [r for r in verdicts if "wall" in r and r["partition"].split("-", 2)[1] == "engine"]
+    if example:
+        step, wall = (statistics.median(r[k] for r in example) for k in ("step", "wall"))
+        print(f"pipeline, C example engine: judging step median {step:.1f} s, whole judging {wall:.1f} s")
 
 
 def cli_baseline(profile: str, rows: list[dict]) -> None:

@@ -29,8 +29,8 @@ Lines = dict[str, list[bytes]]
 TRACE_LINES = dg.DagsterType(
     name="TraceLines",
     description="Lines per phase, {phase: [line]}, as sent or answered on the wire.",
-    # By shape only: Dagster's check of dict[str, list[bytes]] visits every line, 0.4 s per value
-    # of a standard trace, on every output and input of every judging.
+    # By shape only: Dagster's check of dict[str, list[bytes]] visits every line of every phase,
+    # on every output and input of every judging (docs/official-traces.md).
     type_check_fn=lambda _, value: (
         isinstance(value, dict)
         and set(value) <= set(trace.PHASES)
